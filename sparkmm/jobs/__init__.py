@@ -1,0 +1,1 @@
+"""Ready-made sparkmm jobs (run them with the ``sparkmm`` command)."""

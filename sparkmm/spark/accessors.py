@@ -1,0 +1,89 @@
+"""Column accessors: ``F.col("p").url.download()``, ``F.col("img").image.width``, ...
+
+Every method comes from an operator definition in ``sparkmm.ops``; properties
+(``width``, ``height``, ``size``, ``format``, ``mode``, ``error``) read the image
+descriptor directly in the JVM, without a Python round trip. The accessors live on
+``pyspark.sql.Column``, the base of classic and Spark Connect columns.
+
+Example:
+    >>> import sparkmm
+    >>> from pyspark.sql import functions as F
+    >>> F.col("img").image.width          # doctest: +ELLIPSIS
+    Column<'img.meta.width'>
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+
+from sparkmm.ops.registry import OPERATORS, Operator
+from sparkmm.spark.udfs import udf_for
+
+
+def apply(op: Operator, col: Column, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Column:
+    """The Column expression running ``op`` on ``col`` with Python arguments."""
+    flat = op.bind(*args, **(kwargs or {}))
+    if op.wiring == "field":
+        out = col
+        for name in op.field_path:
+            out = out.getField(name)
+        return out
+    lits = [F.lit(v) for v in flat]
+    # Typed nulls, so Spark knows the argument types of defaults left as None.
+    for i, (_, typ, _) in enumerate(op.sql_args()):
+        if flat[i] is None:
+            lits[i] = F.lit(None).cast(typ.lower())
+    udf = udf_for(op)
+    if op.wiring == "udf":
+        return udf(col, *lits)
+    if op.wiring == "decode":
+        value = F.struct(col.alias("data"), udf(col, *lits).alias("meta"))
+    else:  # "meta": only the small descriptor goes to Python; the bytes stay in the JVM
+        value = F.struct(col.getField("data").alias("data"), udf(col.getField("meta"), *lits).alias("meta"))
+    return F.when(col.isNull(), F.lit(None)).otherwise(value)
+
+
+class _Accessor:
+    _name = ""
+
+    def __init__(self, col: Column) -> None:
+        self._col = col
+
+    def __dir__(self) -> list[str]:
+        return sorted(op.name for op in OPERATORS.values() if op.accessor == self._name)
+
+    def __getattr__(self, item: str) -> Any:
+        op = OPERATORS.get(f"{self._name}.{item}")
+        if op is None:
+            known = ", ".join(self.__dir__())
+            raise AttributeError(f"Column.{self._name} has no operator {item!r}; known: {known}")
+        if op.wiring == "field":
+            return apply(op, self._col)
+
+        def method(*args: Any, **kwargs: Any) -> Column:
+            return apply(op, self._col, args, kwargs)
+
+        method.__name__ = item
+        method.__doc__ = op.kernel.__doc__
+        return method
+
+
+class UrlAccessor(_Accessor):
+    """``F.col(c).url``: download (and, with object storage, upload)."""
+
+    _name = "url"
+
+
+class ImageAccessor(_Accessor):
+    """``F.col(c).image``: decode, properties, resize, crop, convert, encode, hashes, ..."""
+
+    _name = "image"
+
+
+def install() -> None:
+    """Attach the accessors to pyspark's Column (classic and Connect)."""
+    for name, cls in (("url", UrlAccessor), ("image", ImageAccessor)):
+        setattr(Column, name, property(lambda self, _cls=cls: _cls(self), doc=cls.__doc__))

