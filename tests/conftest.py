@@ -31,3 +31,12 @@ def spark():
     sparkmm.register(s)
     yield s
     s.stop()
+
+
+@pytest.fixture(scope="session")
+def http(photo_dir):
+    from httpserver import MediaServer
+
+    server = MediaServer(photo_dir)
+    yield server
+    server.close()

@@ -8,7 +8,7 @@ descriptor directly in the JVM, without a Python round trip. The accessors live 
 Example:
     >>> import sparkmm
     >>> from pyspark.sql import functions as F
-    >>> F.col("img").image.width          # doctest: +ELLIPSIS
+    >>> F.col("img").image.width          # doctest: +SKIP
     Column<'img.meta.width'>
 """
 

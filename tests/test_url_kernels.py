@@ -1,0 +1,83 @@
+"""url.download against real files and a real HTTP server on loopback."""
+
+from __future__ import annotations
+
+import time
+
+import pyarrow as pa
+import pytest
+
+from sparkmm.errors import SparkmmError
+from sparkmm.ops import url as U
+
+
+def test_local_paths_and_file_urls(photo_dir):
+    p = photo_dir / "rocket.jpg"
+    data, errors = U.fetch(pa.array([str(p), f"file://{p}", f"file:{p}", str(photo_dir / "nope.jpg"), None,
+                                     str(photo_dir)]))
+    want = p.read_bytes()
+    assert data.to_pylist()[:3] == [want] * 3
+    assert errors.to_pylist()[:3] == [None] * 3
+    assert errors[3].as_py() == f"not_found: {photo_dir / 'nope.jpg'}"
+    assert data[4].as_py() is None and errors[4].as_py() is None
+    assert errors[5].as_py().startswith("is_a_directory")
+
+
+def test_http_ok_and_permanent_failures_are_not_retried(http, photo_dir):
+    urls = [f"{http.url}/files/rocket.jpg", f"{http.url}/status/404", f"{http.url}/files/missing.jpg"]
+    data, errors = U.fetch(pa.array(urls), retries=3, backoff=0.01)
+    assert data[0].as_py() == (photo_dir / "rocket.jpg").read_bytes()
+    assert errors[1].as_py() == f"http_404: {urls[1]}"
+    assert http.hits["/status/404"] == 1
+
+
+def test_transient_failures_are_retried_with_backoff(http, photo_dir):
+    url = f"{http.url}/flaky/2/coffee.png"
+    data, errors = U.fetch(pa.array([url]), retries=3, backoff=0.01)
+    assert errors[0].as_py() is None and data[0].as_py() == (photo_dir / "coffee.png").read_bytes()
+    assert http.hits["/flaky/2/coffee.png"] == 3
+    data, errors = U.fetch(pa.array([f"{http.url}/status/500"]), retries=2, backoff=0.01)
+    assert errors[0].as_py() == f"http_500: {http.url}/status/500 (after 3 attempts)"
+
+
+def test_timeout_is_bounded(http):
+    start = time.monotonic()
+    _, errors = U.fetch(pa.array([f"{http.url}/slow/5/rocket.jpg"]), timeout=0.5, retries=1, backoff=0.01)
+    assert time.monotonic() - start < 3
+    assert errors[0].as_py().startswith(("connection_error", "truncated"))
+
+
+def test_truncated_body_is_detected(http):
+    _, errors = U.fetch(pa.array([f"{http.url}/truncated/rocket.jpg"]), retries=1, backoff=0.01)
+    assert errors[0].as_py().startswith("truncated")
+
+
+def test_max_bytes(http, photo_dir):
+    size = (photo_dir / "rocket.jpg").stat().st_size
+    urls = pa.array([f"{http.url}/files/rocket.jpg", str(photo_dir / "rocket.jpg")])
+    _, errors = U.fetch(urls, max_bytes=size - 1)
+    assert all(e.startswith("too_large") for e in errors.to_pylist())
+    _, errors = U.fetch(urls, max_bytes=size)
+    assert errors.to_pylist() == [None, None]
+
+
+def test_fetches_run_concurrently(http):
+    urls = pa.array([f"{http.url}/delay/{i}/chelsea.png" for i in range(16)])
+    start = time.monotonic()
+    data, errors = U.fetch(urls, max_connections=8)
+    elapsed = time.monotonic() - start
+    assert errors.null_count == 16
+    assert http.max_active >= 4
+    assert elapsed < 16 * 0.2 / 2
+
+
+def test_unsupported_scheme_names_known_ones():
+    _, errors = U.fetch(pa.array(["gopher://x/y"]))
+    assert errors[0].as_py().startswith("unsupported_scheme: gopher://")
+
+
+def test_download_operator_raise_names_the_path(photo_dir):
+    missing = str(photo_dir / "missing.jpg")
+    assert U.download(pa.array([missing])).to_pylist() == [None]
+    with pytest.raises(SparkmmError, match="missing.jpg.*not_found"):
+        U.download(pa.array([missing]), errors="raise")
