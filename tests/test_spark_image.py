@@ -65,13 +65,16 @@ def test_accessor_chain_matches_pil(spark, photo_dir):
 
 
 def test_bytes_never_go_to_python_for_lazy_steps(spark, photo_dir):
-    small = F.col("img").image.resize((64, 64)).image.convert("L")
-    text = str(small)
-    # resize and convert receive only the descriptor; the bytes are re-attached in the JVM
-    assert "mm_image_resize(img.meta, 64, 64, lanczos, false)" in text
-    assert "struct(img.data AS data" in text
     df = sparkmm.read.files(spark, str(photo_dir / "rocket.jpg")).withColumn("img", F.col("path").image.load())
-    assert df.select(small.image.width, small.image.mode).first() == (64, "L")
+    small = df.select(F.col("img").image.resize((64, 64)).image.convert("L").alias("small"))
+    plan = small._jdf.queryExecution().optimizedPlan().toString()
+    udf_calls = [line for line in plan.splitlines() if "ArrowEvalPython [mm_image_" in line]
+    resize = [line for line in udf_calls if "mm_image_resize(" in line]
+    convert = [line for line in udf_calls if "mm_image_convert(" in line]
+    # resize and convert receive only the descriptor; the bytes are re-attached in the JVM
+    assert len(resize) == 1 and ".meta, 64, 64, lanczos, false)" in resize[0]
+    assert len(convert) == 1 and ".data" not in convert[0]
+    assert small.select(F.col("small").image.width, F.col("small").image.mode).first() == (64, "L")
 
 
 def test_sql_functions_equal_accessors(spark, photo_dir):
