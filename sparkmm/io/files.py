@@ -13,13 +13,21 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 
-def files(spark: SparkSession, pattern: str, recursive: bool = False) -> DataFrame:
+def files(spark: SparkSession, pattern: str | list[str], recursive: bool = False) -> DataFrame:
     """List files as (path, size, modification_time) without reading their content.
 
     ``pattern`` is a file, a directory, or a glob (``*``, ``?``, ``[ab]``, ``{a,b}``);
     ``**`` matches any number of directories. ``recursive=True`` descends into
-    sub-directories of a directory pattern.
+    sub-directories of a directory pattern. A list of patterns gives their union.
     """
+    if not isinstance(pattern, str):
+        if not pattern:
+            raise ValueError("no patterns given")
+        frames = [files(spark, p, recursive) for p in pattern]
+        out = frames[0]
+        for f in frames[1:]:
+            out = out.unionByName(f)
+        return out
     reader = spark.read.format("binaryFile")
     path = pattern
     if "**" in pattern:

@@ -117,6 +117,8 @@ class Operator:
         return kwargs
 
     def signature(self) -> str:
+        if self.wiring == "field":
+            return f"{self.key}  (property)"
         parts = []
         for p in self.params:
             parts.append(p.name if p.default is REQUIRED else f"{p.name}={p.default!r}")
