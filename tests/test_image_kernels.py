@@ -204,3 +204,24 @@ def test_invalid_arguments_fail_early():
         K.crop(K.decode(pa.array([K._png(4, 4)])), (5, 5, 1, 1))
     with pytest.raises(ValueError, match="mode"):
         K.convert(K.decode(pa.array([K._png(4, 4)])), "XYZ")
+
+
+def test_local_files_load_by_reference(photo_dir, tmp_path, http):
+    path = tmp_path / "rocket.jpg"
+    path.write_bytes((photo_dir / "rocket.jpg").read_bytes())
+    value = K.load(pa.array([str(path), f"{http.url}/files/rocket.jpg"]))
+    data, metas = value.field("data").to_pylist(), value.field("meta").to_pylist()
+    assert data[0] is None and metas[0]["source"] == str(path)  # path, not bytes
+    assert data[1] == path.read_bytes() and metas[1]["source"] is None  # remote: bytes kept
+    assert K.encode(value).to_pylist() == [path.read_bytes()] * 2
+    kept = K.load(pa.array([str(path)]), by_reference=False)
+    assert kept.field("data")[0].as_py() == path.read_bytes()
+
+    small = K.resize(value, (32, 32))
+    path.write_bytes(b"replaced by something else")
+    assert K.encode(small, "PNG")[0].as_py() is None
+    with pytest.raises(SparkmmError, match="changed: .*rocket.jpg"):
+        K.encode(small, "PNG", errors="raise")
+    path.unlink()
+    with pytest.raises(SparkmmError, match="not_found"):
+        K.encode(small, "PNG", errors="raise")

@@ -24,11 +24,11 @@ def test_local_paths_and_file_urls(photo_dir):
 
 
 def test_http_ok_and_permanent_failures_are_not_retried(http, photo_dir):
-    urls = [f"{http.url}/files/rocket.jpg", f"{http.url}/status/404", f"{http.url}/files/missing.jpg"]
+    urls = [f"{http.url}/files/rocket.jpg", f"{http.url}/status/404/once", f"{http.url}/files/missing.jpg"]
     data, errors = U.fetch(pa.array(urls), retries=3, backoff=0.01)
     assert data[0].as_py() == (photo_dir / "rocket.jpg").read_bytes()
     assert errors[1].as_py() == f"http_404: {urls[1]}"
-    assert http.hits["/status/404"] == 1
+    assert http.hits["/status/404/once"] == 1
 
 
 def test_transient_failures_are_retried_with_backoff(http, photo_dir):

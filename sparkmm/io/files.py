@@ -13,21 +13,34 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 
-def files(spark: SparkSession, pattern: str | list[str], recursive: bool = False) -> DataFrame:
+def files(spark: SparkSession, pattern: str | list[str], recursive: bool = False,
+          files_per_partition: int | None = 32) -> DataFrame:
     """List files as (path, size, modification_time) without reading their content.
 
     ``pattern`` is a file, a directory, or a glob (``*``, ``?``, ``[ab]``, ``{a,b}``);
     ``**`` matches any number of directories. ``recursive=True`` descends into
     sub-directories of a directory pattern. A list of patterns gives their union.
+
+    Spark splits file listings by bytes, which suits scans but not media: a task's
+    cost is per file (decode, inference), so the listing is spread over partitions of
+    ``files_per_partition`` files (``None`` keeps Spark's byte-based split).
     """
-    if not isinstance(pattern, str):
-        if not pattern:
-            raise ValueError("no patterns given")
-        frames = [files(spark, p, recursive) for p in pattern]
-        out = frames[0]
-        for f in frames[1:]:
-            out = out.unionByName(f)
+    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+    if not patterns:
+        raise ValueError("no patterns given")
+    frames = [_list(spark, p, recursive) for p in patterns]
+    out = frames[0]
+    for f in frames[1:]:
+        out = out.unionByName(f)
+    if files_per_partition is None:
         return out
+    if files_per_partition < 1:
+        raise ValueError(f"files_per_partition must be >= 1, got {files_per_partition}")
+    count = len(out.inputFiles())  # the driver has listed the files already; no job runs
+    return out.repartition(max(1, -(-count // files_per_partition)))
+
+
+def _list(spark: SparkSession, pattern: str, recursive: bool) -> DataFrame:
     reader = spark.read.format("binaryFile")
     path = pattern
     if "**" in pattern:

@@ -15,9 +15,15 @@ a small descriptor::
         size: bigint,          -- encoded size of ``data`` in bytes (as MaxFrame's image.size)
         orientation: int,      -- EXIF orientation of the source (1-8), null when absent
         ops: string,           -- pending steps as JSON, e.g. [["resize",224,224,"lanczos"]]
-        error: string          -- "<category>: <detail>" when the row is bad, else null
+        error: string,         -- "<category>: <detail>" when the row is bad, else null
+        source: string         -- local path of the bytes when ``data`` is null (by reference)
       >
     >
+
+``load()`` of a local path keeps the value *by reference* (``data`` null, ``source``
+the path): bytes then never cross between the JVM and Python; the step that needs
+pixels reads the file itself, and fails with ``changed`` if the file's size differs
+from when it was loaded. ``load(by_reference=False)`` and ``decode()`` keep the bytes.
 
 Decoding reads only the header. ``resize``/``crop``/``convert``/``thumbnail``/
 ``resample``/``exif_transpose`` only append a step to ``meta.ops`` and update the
@@ -60,11 +66,12 @@ Image.MAX_IMAGE_PIXELS = None  # sparkmm enforces its own, per-call max_pixels l
 
 # Spark DDL of the image value (see the module docstring).
 META_DDL = ("STRUCT<format: STRING, width: INT, height: INT, mode: STRING, size: BIGINT, "
-            "orientation: INT, ops: STRING, error: STRING>")
+            "orientation: INT, ops: STRING, error: STRING, source: STRING>")
 IMAGE_DDL = f"STRUCT<data: BINARY, meta: {META_DDL}>"
 META_TYPE = pa.struct([
     ("format", pa.string()), ("width", pa.int32()), ("height", pa.int32()), ("mode", pa.string()),
     ("size", pa.int64()), ("orientation", pa.int32()), ("ops", pa.string()), ("error", pa.string()),
+    ("source", pa.string()),
 ])
 IMAGE_TYPE = pa.struct([("data", pa.binary()), ("meta", META_TYPE)])
 META_FIELDS = [f.name for f in META_TYPE]
@@ -179,7 +186,7 @@ def header(data: bytes | None, max_pixels: int = DEFAULT_MAX_PIXELS, validate: s
                 orientation = None
             return {"format": fmt, "width": width, "height": height, "mode": im.mode, "size": size,
                     "orientation": int(orientation) if orientation in range(1, 9) else None,
-                    "ops": "[]", "error": None}
+                    "ops": "[]", "error": None, "source": None}
     except UnidentifiedImageError:
         return _bad(reason("not_an_image", "cannot identify image data"), size)
     except Image.DecompressionBombError as e:
@@ -225,23 +232,37 @@ def decode(data: pa.Array, max_pixels: int = DEFAULT_MAX_PIXELS, validate: str =
 
 
 @operator("image", wiring="udf", input_type="STRING", output_type=IMAGE_DDL,
-          params=_url.FETCH_PARAMS + DECODE_PARAMS + (ERRORS,))
+          params=_url.FETCH_PARAMS + DECODE_PARAMS + (
+              Param("by_reference", (("by_reference", "BOOLEAN"),), True,
+                    doc="keep local files as a path instead of their bytes"), ERRORS))
 def load(urls: pa.Array, max_connections: int = 16, timeout: float = 30.0, retries: int = 3,
          max_bytes: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, validate: str = "header",
-         errors: str = "ignore") -> pa.Array:
+         by_reference: bool = True, errors: str = "ignore") -> pa.Array:
     """Download and decode in one step (``url.download`` then ``image.decode``), keeping download failures as reasons.
+
+    Local files are kept by reference (see the module docstring) unless ``by_reference=False``.
 
     Example:
         >>> load(pa.array(["/no/such.jpg"])).field("meta").field("error")[0].as_py()
         'not_found: /no/such.jpg'
     """
     check_errors_mode(errors)
+    if isinstance(urls, pa.ChunkedArray):
+        urls = urls.combine_chunks()
     data, reasons = _url.fetch(urls, max_connections=max_connections, timeout=timeout,
                                retries=retries, max_bytes=max_bytes)
     metas = [_bad(r) if r is not None else header(b, max_pixels, validate)
              for b, r in zip(data.to_pylist(), reasons.to_pylist())]
     if errors == "raise":
         _raise_bad(metas, urls.to_pylist(), "image load")
+    if by_reference:
+        keep = []
+        for u, m in zip(urls.to_pylist(), metas):
+            local = u is not None and m is not None and m["error"] is None and _url.is_local(u)
+            if local:
+                m["source"] = u
+            keep.append(not local)
+        data = pa.compute.if_else(pa.array(keep), data, pa.scalar(None, pa.binary()))
     return _image_array(data, metas)
 
 
@@ -480,10 +501,29 @@ def _draft_box(m: Meta, steps: list[list[Any]]) -> tuple[int, int] | None:
     return None
 
 
-def materialize(data: bytes, m: Meta) -> tuple[Image.Image, dict[str, Any]]:
+class RowError(ValueError):
+    """A row-level failure whose message is already a sparkmm reason."""
+
+
+def source_bytes(data: bytes | None, m: Meta) -> bytes:
+    """The encoded bytes of a value: its ``data``, or the file it references."""
+    if data is not None:
+        return data
+    if not m.get("source"):
+        raise RowError(reason("no_data", "image value has neither data nor source"))
+    try:
+        raw = _url.fetch_one(m["source"], _url.FetchOptions(retries=1))
+    except _url.FetchFailed as e:
+        raise RowError(str(e)) from None
+    if len(raw) != m["size"]:
+        raise RowError(reason("changed", f"{m['source']} is {len(raw)} bytes, was {m['size']} when loaded"))
+    return raw
+
+
+def materialize(data: bytes | None, m: Meta) -> tuple[Image.Image, dict[str, Any]]:
     """Decode once and apply the pending steps: ``(PIL image, save options such as dpi)``."""
     steps = _steps(m)
-    im = Image.open(io.BytesIO(data))
+    im = Image.open(io.BytesIO(source_bytes(data, m)))
     box = _draft_box(m, steps)
     if box is not None:
         im.draft(None, box)
@@ -516,7 +556,7 @@ def _pixels_op(images: pa.Array, errors: str, what: str, fn: Callable[[bytes, Me
         raise TypeError(f"image.{what} needs full image values (data + meta), got only descriptors")
     out: list[Any] = []
     for i, (b, m) in enumerate(zip(data, metas)):
-        if m is None or b is None or m.get("error"):
+        if m is None or (b is None and not m.get("source")) or m.get("error"):
             if errors == "raise" and m is not None and m.get("error"):
                 raise SparkmmError(f"image {what} failed for row {i} of the batch: {m['error']}")
             out.append(None)
@@ -525,8 +565,9 @@ def _pixels_op(images: pa.Array, errors: str, what: str, fn: Callable[[bytes, Me
             out.append(fn(b, m))
         except Exception as e:  # a bad row must not fail the batch
             if errors == "raise":
-                raise SparkmmError(f"image {what} failed for row {i} of the batch: "
-                                   f"{reason('decode_failed', f'{type(e).__name__}: {e}')}") from e
+                why = str(e) if isinstance(e, RowError) else reason("decode_failed", f"{type(e).__name__}: {e}")
+                where = m.get("source") or f"row {i} of the batch"
+                raise SparkmmError(f"image {what} failed for {where}: {why}") from e
             out.append(None)
     return pa.array(out, out_type)
 
@@ -536,7 +577,7 @@ def _encode_one(b: bytes, m: Meta, fmt: str | None, quality: int | None) -> byte
     if target == "JPG":
         target = "JPEG"
     if _steps(m) == [] and target == m["format"] and quality is None:
-        return b  # nothing changed: hand back the source bytes, no generational loss
+        return source_bytes(b, m)  # nothing changed: the source bytes, no generational loss
     im, save = materialize(b, m)
     if target == "JPEG" and im.mode not in ("RGB", "L", "CMYK", "YCbCr", "1"):
         raise ValueError(f"cannot write mode {im.mode} as JPEG; convert('RGB') first")

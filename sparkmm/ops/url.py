@@ -137,6 +137,11 @@ def _scheme(url: str) -> str:
     return head.lower()
 
 
+def is_local(url: str) -> bool:
+    """Whether ``url`` names a file on this machine (a path or ``file:`` URL)."""
+    return _scheme(url) in ("", "file")
+
+
 def fetch_one(url: str, options: FetchOptions) -> bytes:
     """Fetch one URL with retries; raises :class:`FetchFailed` with a reason."""
     scheme = _scheme(url)
