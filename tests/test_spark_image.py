@@ -39,6 +39,9 @@ def test_read_files_lists_without_content(spark, photo_dir, tmp_path):
     assert every.count() == 3
     both = sparkmm.read.files(spark, str(photo_dir / "{rocket,china}.jpg"))
     assert both.count() == 2
+    (tmp_path / "a" / "empty.png").write_bytes(b"")  # Spark's scan skips empty files; the listing must not
+    listed = {os.path.basename(r.path): r.size for r in sparkmm.read.files(spark, str(tmp_path / "a" / "*.png")).collect()}
+    assert listed == {"y.png": (photo_dir / "camera.png").stat().st_size, "empty.png": 0}
 
 
 def test_accessor_chain_matches_pil(spark, photo_dir):
@@ -64,17 +67,31 @@ def test_accessor_chain_matches_pil(spark, photo_dir):
         assert np.array_equal(crop, np.asarray(Image.open(path).crop((100, 100, 300, 250)))), path
 
 
-def test_bytes_never_go_to_python_for_lazy_steps(spark, photo_dir):
+def _python_calls(df) -> list[str]:
+    plan = df._jdf.queryExecution().optimizedPlan().toString()
+    return [line.split("ArrowEvalPython [", 1)[1] for line in plan.splitlines() if "ArrowEvalPython [" in line]
+
+
+def test_lazy_steps_fuse_and_see_only_the_descriptor(spark, photo_dir):
     df = sparkmm.read.files(spark, str(photo_dir / "rocket.jpg")).withColumn("img", F.col("path").image.load())
     small = df.select(F.col("img").image.resize((64, 64)).image.convert("L").alias("small"))
-    plan = small._jdf.queryExecution().optimizedPlan().toString()
-    udf_calls = [line for line in plan.splitlines() if "ArrowEvalPython [mm_image_" in line]
-    resize = [line for line in udf_calls if "mm_image_resize(" in line]
-    convert = [line for line in udf_calls if "mm_image_convert(" in line]
-    # resize and convert receive only the descriptor; the bytes are re-attached in the JVM
-    assert len(resize) == 1 and ".meta, 64, 64, lanczos, false)" in resize[0]
-    assert len(convert) == 1 and ".data" not in convert[0]
+    calls = [c for c in _python_calls(small) if not c.startswith("mm_image_load")]
+    # one Python call for both steps, fed the descriptor only (the bytes stay in the JVM)
+    assert len(calls) == 1 and calls[0].startswith("mm_image_resize__convert(") and ".meta)#" in calls[0]
     assert small.select(F.col("small").image.width, F.col("small").image.mode).first() == (64, "L")
+
+
+def test_a_chain_is_one_python_call(spark, photo_dir):
+    chain = F.col("path").image.load().image.resize((32, 32)).image.convert("RGB").image.encode("JPEG")
+    df = sparkmm.read.files(spark, str(photo_dir / "*.jpg")).select("path", chain.alias("thumb"))
+    calls = _python_calls(df)
+    assert len(calls) == 1 and calls[0].startswith("mm_image_load__resize__convert__encode(path#")
+    for r in df.collect():
+        ref = Image.open(_strip(r.path)).convert("RGB")
+        assert Image.open(io.BytesIO(r.thumb)).size == (32, 32), r.path
+    unfused = (sparkmm.read.files(spark, str(photo_dir / "*.jpg")).withColumn("img", F.col("path").image.load())
+               .select("path", F.col("img").image.resize((32, 32)).image.convert("RGB").image.encode("JPEG").alias("t")))
+    assert sorted(df.collect()) == sorted(unfused.collect())
 
 
 def test_sql_functions_equal_accessors(spark, photo_dir):

@@ -9,6 +9,10 @@ Example:
 
 from __future__ import annotations
 
+import os
+from datetime import datetime, timezone
+from urllib.parse import urlparse
+
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -32,12 +36,32 @@ def files(spark: SparkSession, pattern: str | list[str], recursive: bool = False
     out = frames[0]
     for f in frames[1:]:
         out = out.unionByName(f)
+    listed = out.inputFiles()  # the driver has listed the files already
+    out = _with_empty_files(spark, out, listed)
     if files_per_partition is None:
         return out
     if files_per_partition < 1:
         raise ValueError(f"files_per_partition must be >= 1, got {files_per_partition}")
-    count = len(out.inputFiles())  # the driver has listed the files already; no job runs
-    return out.repartition(max(1, -(-count // files_per_partition)))
+    return out.repartition(max(1, -(-len(listed) // files_per_partition)))
+
+
+def _with_empty_files(spark: SparkSession, scanned: DataFrame, listed: list[str]) -> DataFrame:
+    # Spark's file scan skips zero-byte files; they are bad inputs users must see, so add them back.
+    if scanned.count() >= len(listed):
+        return scanned
+    have = {_norm(r.path) for r in scanned.select("path").collect()}
+    missing = [p for p in listed if _norm(p) not in have]
+    rows = []
+    for p in missing:
+        local = urlparse(p).path if p.startswith("file:") else None
+        mtime = datetime.fromtimestamp(os.stat(local).st_mtime, timezone.utc) if local and os.path.exists(local) else None
+        rows.append((_norm(p), 0, mtime))
+    extra = spark.createDataFrame(rows, "path string, size bigint, modification_time timestamp")
+    return scanned.unionByName(extra)
+
+
+def _norm(uri: str) -> str:
+    return "file:/" + uri[len("file:///"):] if uri.startswith("file:///") else uri
 
 
 def _list(spark: SparkSession, pattern: str, recursive: bool) -> DataFrame:

@@ -5,6 +5,11 @@ Every method comes from an operator definition in ``sparkmm.ops``; properties
 descriptor directly in the JVM, without a Python round trip. The accessors live on
 ``pyspark.sql.Column``, the base of classic and Spark Connect columns.
 
+Chains are fused: ``F.col("img").image.resize(...).image.convert("RGB").image.encode()``
+becomes one Python UDF that runs the three kernels back to back on each Arrow batch,
+instead of three UDFs with a JVM round trip between each. The fused UDF carries the
+operator names (``mm_image_resize__convert__encode``) so plans stay readable.
+
 Example:
     >>> import sparkmm
     >>> from pyspark.sql import functions as F
@@ -14,13 +19,19 @@ Example:
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
+import pyarrow as pa
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
+from sparkmm.ops.image import META_DDL
 from sparkmm.ops.registry import OPERATORS, Operator
 from sparkmm.spark.udfs import udf_for
+
+
+Step = tuple[Operator, tuple[Any, ...]]
 
 
 def apply(op: Operator, col: Column, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Column:
@@ -31,6 +42,44 @@ def apply(op: Operator, col: Column, args: tuple[Any, ...] = (), kwargs: dict[st
         for name in op.field_path:
             out = out.getField(name)
         return out
+    chain = vars(col).get("_mm_chain")  # not getattr: Column.__getattr__ means a struct field
+    if chain is None:
+        out = _single(op, col, flat)
+        out._mm_chain = (col, ((op, tuple(flat)),))
+        return out
+    root, steps = chain
+    steps = steps + ((op, tuple(flat)),)
+    if all(o.wiring == "meta" for o, _ in steps):  # still lazy: fuse on the descriptor only
+        meta = fused_udf(steps, META_DDL)(root.getField("meta"))
+        out = F.when(root.isNull(), F.lit(None)).otherwise(
+            F.struct(root.getField("data").alias("data"), meta.alias("meta")))
+    else:
+        out = fused_udf(steps, steps[-1][0].output_type)(root)
+    out._mm_chain = (root, steps)
+    return out
+
+
+def _run_steps(steps: tuple[Step, ...], value: Any) -> Any:
+    for op, flat in steps:
+        value = op.kernel(value, **op.unflatten(flat))
+    return value
+
+
+@lru_cache(maxsize=256)
+def fused_udf(steps: tuple[Step, ...], return_type: str):
+    """One Arrow UDF running several operators back to back (their kernels, in order)."""
+    from pyspark.sql.functions import arrow_udf
+
+    def run(value: pa.Array) -> pa.Array:
+        if isinstance(value, pa.ChunkedArray):
+            value = value.combine_chunks()
+        return _run_steps(steps, value)
+
+    run.__name__ = f"mm_{steps[0][0].accessor}_" + "__".join(op.name for op, _ in steps)
+    return arrow_udf(run, return_type)
+
+
+def _single(op: Operator, col: Column, flat: list[Any]) -> Column:
     lits = [F.lit(v) for v in flat]
     # Typed nulls, so Spark knows the argument types of defaults left as None.
     for i, (_, typ, _) in enumerate(op.sql_args()):

