@@ -107,7 +107,10 @@ def _floor_batch(paths: list[str]) -> tuple[int, int]:
     return len(thumbs) - thumbs.null_count, pixels
 
 
-def run_floor(paths: list[str], pool) -> tuple[int, int]:
+def run_floor(pattern: str, pool) -> tuple[int, int]:
+    import glob
+
+    paths = sorted(glob.glob(pattern))
     batches = [paths[i:i + 64] for i in range(0, len(paths), 64)]
     results = pool.map(_floor_batch, batches, chunksize=1)
     return sum(r[0] for r in results), sum(r[1] for r in results)
@@ -175,7 +178,7 @@ def main() -> None:
     spark.stop()
     with mp.get_context("spawn").Pool(2) as pool:
         pool.map(_floor_batch, [[str(p)] for p in paths[:2]])  # import the kernels in both workers
-        record("python_floor", *timed(lambda: run_floor([str(p) for p in paths], pool), args.reps))
+        record("python_floor", *timed(lambda: run_floor(pattern, pool), args.reps))
     if "daft" not in args.skip:
         try:
             run_daft(warm)

@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 
 
 def files(spark: SparkSession, pattern: str | list[str], recursive: bool = False,
-          files_per_partition: int | None = 32) -> DataFrame:
+          files_per_partition: int | None = 256) -> DataFrame:
     """List files as (path, size, modification_time) without reading their content.
 
     ``pattern`` is a file, a directory, or a glob (``*``, ``?``, ``[ab]``, ``{a,b}``);
@@ -27,7 +27,9 @@ def files(spark: SparkSession, pattern: str | list[str], recursive: bool = False
 
     Spark splits file listings by bytes, which suits scans but not media: a task's
     cost is per file (decode, inference), so the listing is spread over partitions of
-    ``files_per_partition`` files (``None`` keeps Spark's byte-based split).
+    at most ``files_per_partition`` files, and over at least twice as many partitions
+    as the cluster has cores (``None`` keeps Spark's byte-based split). Each task has a
+    fixed cost (tens of ms for its Python workers), hence not one file per task.
     """
     patterns = [pattern] if isinstance(pattern, str) else list(pattern)
     if not patterns:
@@ -42,22 +44,43 @@ def files(spark: SparkSession, pattern: str | list[str], recursive: bool = False
         return out
     if files_per_partition < 1:
         raise ValueError(f"files_per_partition must be >= 1, got {files_per_partition}")
-    return out.repartition(max(1, -(-len(listed) // files_per_partition)))
+    partitions = max(-(-len(listed) // files_per_partition), 2 * _cores(spark))
+    return out.repartition(max(1, min(partitions, len(listed))))
+
+
+def _cores(spark: SparkSession) -> int:
+    try:
+        return spark.sparkContext.defaultParallelism
+    except Exception:  # Spark Connect has no SparkContext
+        return int(spark.conf.get("spark.default.parallelism", "1"))
 
 
 def _with_empty_files(spark: SparkSession, scanned: DataFrame, listed: list[str]) -> DataFrame:
     # Spark's file scan skips zero-byte files; they are bad inputs users must see, so add them back.
-    if scanned.count() >= len(listed):
+    local = [urlparse(p).path for p in listed if p.startswith("file:")]
+    if len(local) == len(listed):  # stat on the driver: no Spark job
+        empty = [p for p in listed if _size(urlparse(p).path) == 0]
+    elif scanned.count() >= len(listed):
         return scanned
-    have = {_norm(r.path) for r in scanned.select("path").collect()}
-    missing = [p for p in listed if _norm(p) not in have]
+    else:
+        have = {_norm(r.path) for r in scanned.select("path").collect()}
+        empty = [p for p in listed if _norm(p) not in have]
+    if not empty:
+        return scanned
     rows = []
-    for p in missing:
-        local = urlparse(p).path if p.startswith("file:") else None
-        mtime = datetime.fromtimestamp(os.stat(local).st_mtime, timezone.utc) if local and os.path.exists(local) else None
+    for p in empty:
+        path = urlparse(p).path if p.startswith("file:") else None
+        mtime = datetime.fromtimestamp(os.stat(path).st_mtime, timezone.utc) if path and os.path.exists(path) else None
         rows.append((_norm(p), 0, mtime))
     extra = spark.createDataFrame(rows, "path string, size bigint, modification_time timestamp")
     return scanned.unionByName(extra)
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return -1
 
 
 def _norm(uri: str) -> str:
