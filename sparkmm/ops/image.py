@@ -52,7 +52,7 @@ import json
 import math
 import struct
 import warnings
-from typing import Any, Callable, Iterable
+from typing import Any, BinaryIO, Callable, Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -155,14 +155,14 @@ def _like_input(images: pa.Array, metas: list[Meta | None]) -> pa.Array:
 # --------------------------------------------------------------------------- decode
 
 
-def _truncation(data: bytes, fmt: str) -> str | None:
-    """Cheap structural completeness checks that need no pixel decoding."""
-    tail = data[-64:].rstrip(b"\x00\r\n ")
-    if fmt == "JPEG" and not tail.endswith(b"\xff\xd9"):
+def _truncation(tail: bytes, fmt: str) -> str | None:
+    """Cheap structural completeness checks on the last bytes; no pixel decoding."""
+    end = tail.rstrip(b"\x00\r\n ")
+    if fmt == "JPEG" and not end.endswith(b"\xff\xd9"):
         return "JPEG data ends without its end-of-image marker"
-    if fmt == "PNG" and b"IEND" not in data[-64:]:
+    if fmt == "PNG" and b"IEND" not in tail:
         return "PNG data ends without its IEND chunk"
-    if fmt == "GIF" and not tail.endswith(b";"):
+    if fmt == "GIF" and not end.endswith(b";"):
         return "GIF data ends without its trailer"
     return None
 
@@ -171,22 +171,30 @@ def header(data: bytes | None, max_pixels: int = DEFAULT_MAX_PIXELS, validate: s
     """Descriptor of one encoded image, reading as little of it as possible."""
     if data is None:
         return None
-    size = len(data)
+    return read_header(io.BytesIO(data), len(data), max_pixels, validate)
+
+
+def read_header(fp: BinaryIO, size: int, max_pixels: int = DEFAULT_MAX_PIXELS, validate: str = "header") -> Meta:
+    """Descriptor of an encoded image in a seekable binary file of ``size`` bytes."""
     if size == 0:
         return _bad(reason("empty", "zero-byte input"), 0)
+    head = fp.read(16)
     for offset, magic, name in _UNSUPPORTED_MAGIC:
-        if data[offset:offset + len(magic)] == magic:
+        if head[offset:offset + len(magic)] == magic:
             return _bad(reason("unsupported_format", f"{name} images are not supported"), size)
+    fp.seek(max(0, size - 64))
+    tail = fp.read(64)
+    fp.seek(0)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            im = Image.open(io.BytesIO(data))
+            im = Image.open(fp)
             width, height = im.size
             if width * height > max_pixels:
                 return _bad(reason("too_many_pixels",
                                    f"{width}x{height} = {width * height} pixels exceeds max_pixels={max_pixels}"), size)
             fmt = im.format or "UNKNOWN"
-            truncated = _truncation(data, fmt)
+            truncated = _truncation(tail, fmt)
             if truncated:
                 return _bad(reason("truncated", truncated), size)
             if validate == "full":
@@ -261,20 +269,30 @@ def load(urls: pa.Array, max_connections: int = 16, timeout: float = 30.0, retri
     check_errors_mode(errors)
     if isinstance(urls, pa.ChunkedArray):
         urls = urls.combine_chunks()
-    data, reasons = _url.fetch(urls, max_connections=max_connections, timeout=timeout,
-                               retries=retries, max_bytes=max_bytes)
-    metas = [_bad(r) if r is not None else header(b, max_pixels, validate)
-             for b, r in zip(data.to_pylist(), reasons.to_pylist())]
+    values = urls.to_pylist()
+    # Local files kept by reference: read their header in place, never their bytes.
+    by_ref = [by_reference and u is not None and _url.is_local(u) for u in values]
+    remote = [u if not ref else None for u, ref in zip(values, by_ref)]
+    data, reasons = _url.fetch(pa.array(remote, pa.string()), max_connections=max_connections,
+                               timeout=timeout, retries=retries, max_bytes=max_bytes)
+    options = _url.FetchOptions(max_bytes=max_bytes)
+    metas: list[Meta | None] = []
+    for u, ref, b, r in zip(values, by_ref, data.to_pylist(), reasons.to_pylist()):
+        if not ref:
+            metas.append(_bad(r) if r is not None else header(b, max_pixels, validate))
+            continue
+        try:
+            f, size = _url.open_local(u, options)
+        except _url.FetchFailed as e:
+            metas.append(_bad(str(e)))
+            continue
+        with f:
+            m = read_header(f, size, max_pixels, validate)
+        if m["error"] is None:
+            m["source"] = u
+        metas.append(m)
     if errors == "raise":
-        _raise_bad(metas, urls.to_pylist(), "image load")
-    if by_reference:
-        keep = []
-        for u, m in zip(urls.to_pylist(), metas):
-            local = u is not None and m is not None and m["error"] is None and _url.is_local(u)
-            if local:
-                m["source"] = u
-            keep.append(not local)
-        data = pa.compute.if_else(pa.array(keep), data, pa.scalar(None, pa.binary()))
+        _raise_bad(metas, values, "image load")
     return _image_array(data, metas)
 
 

@@ -21,7 +21,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
+from typing import BinaryIO, Callable
 from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
@@ -61,14 +61,14 @@ def register_fetcher(scheme: str, fetcher: Fetcher) -> None:
     _FETCHERS[scheme.lower()] = fetcher
 
 
-def _read_local(url: str, options: FetchOptions) -> bytes:
+def open_local(url: str, options: FetchOptions) -> tuple[BinaryIO, int]:
+    """Open a local path or ``file:`` URL: ``(binary file, size)``; failures carry reasons."""
     path = unquote(urlparse(url).path) if url.startswith("file:") else url
     try:
         size = os.stat(path).st_size
         if options.max_bytes is not None and size > options.max_bytes:
             raise FetchFailed(reason("too_large", f"{size} bytes > max_bytes={options.max_bytes}: {url}"))
-        with open(path, "rb") as f:
-            return f.read()
+        return open(path, "rb"), size
     except FileNotFoundError:
         raise FetchFailed(reason("not_found", url)) from None
     except IsADirectoryError:
@@ -77,6 +77,17 @@ def _read_local(url: str, options: FetchOptions) -> bytes:
         raise FetchFailed(reason("permission_denied", url)) from None
     except OSError as e:
         raise FetchFailed(reason("io_error", f"{url}: {e.strerror or e}"), transient=True) from None
+
+
+def _read_local(url: str, options: FetchOptions) -> bytes:
+    f, _ = open_local(url, options)
+    with f:
+        try:
+            return f.read()
+        except IsADirectoryError:
+            raise FetchFailed(reason("is_a_directory", url)) from None
+        except OSError as e:
+            raise FetchFailed(reason("io_error", f"{url}: {e.strerror or e}"), transient=True) from None
 
 
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}

@@ -15,6 +15,7 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
+from sparkmm.ops.image import IMAGE_DDL
 from sparkmm.ops.registry import OPERATORS, REQUIRED, Operator
 from sparkmm.spark.udfs import udf_for
 
@@ -31,11 +32,9 @@ def _sql_literal(value: Any, typ: str) -> str:
 
 def function_ddl(op: Operator) -> str:
     """The CREATE TEMPORARY FUNCTION statement for one operator."""
-    arg = "img" if op.accessor == "image" and op.input_type != "BINARY" and op.input_type != "STRING" else "value"
-    value_type = "STRING" if op.input_type == "STRING" else ("BINARY" if op.input_type == "BINARY" else op.input_type)
-    if op.wiring == "meta":
-        from sparkmm.ops.image import IMAGE_DDL
-        value_type = IMAGE_DDL
+    # "meta" kernels read only the descriptor, but the SQL function takes the whole image value.
+    value_type = IMAGE_DDL if op.wiring == "meta" else op.input_type
+    arg = "img" if value_type == IMAGE_DDL else "value"
     params = [f"{arg} {value_type}"]
     names = []
     for name, typ, default in op.sql_args():
