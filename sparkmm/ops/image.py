@@ -119,15 +119,8 @@ def _values(images: pa.Array) -> tuple[list[bytes | None] | None, list[Meta | No
     """Split an image-value array (or a bare meta array) into python data and metas."""
     if isinstance(images, pa.ChunkedArray):
         images = images.combine_chunks()
-    names = [images.type.field(i).name for i in range(images.type.num_fields)]
-    if "data" in names:
-        data = images.field("data").to_pylist()
-        metas = images.field("meta").to_pylist()
-        valid = images.is_valid().to_pylist()
-        metas = [m if ok else None for m, ok in zip(metas, valid)]
-        return data, metas
-    valid = images.is_valid().to_pylist()
-    return None, [m if ok else None for m, ok in zip(images.to_pylist(), valid)]
+    data = images.field("data").to_pylist() if images.type.get_field_index("data") >= 0 else None
+    return data, _metas(images)
 
 
 def _meta_array(metas: list[Meta | None]) -> pa.Array:
