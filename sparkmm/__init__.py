@@ -12,7 +12,7 @@ Example:
     >>> df.select(F.col("img").image.width).show()                      # doctest: +SKIP
 """
 
-from sparkmm import ops, read
+from sparkmm import delta, ops, read
 from sparkmm.errors import SparkmmError
 from sparkmm.spark import accessors as _accessors
 from sparkmm.spark import mixin as _mixin
@@ -20,7 +20,7 @@ from sparkmm.spark.session import session
 from sparkmm.spark.sql import register
 
 __version__ = "0.1.0"
-__all__ = ["SparkmmError", "ops", "read", "register", "session"]
+__all__ = ["SparkmmError", "delta", "ops", "read", "register", "session"]
 
 _accessors.install()
 _mixin.install()

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+import sparkmm
+from deltalake import DeltaTable
 from sparkmm.jobs.image_cleaning import run
 from sparkmm.ops.registry import OPERATORS
 
@@ -24,7 +26,8 @@ def test_main_job_outputs(spark, photo_dir, bad_dir, tmp_path):
     assert summary["rows_failed"] == n_bad
     assert {f["reason"] for f in summary["failures"]} == set(expected.values())
 
-    props = spark.read.parquet(summary["outputs"]["properties"]).collect()
+    assert (summary["format"], summary["engine"]) == ("delta", "deltalake")
+    props = sparkmm.delta.read(spark, summary["outputs"]["properties"]).collect()
     want = {p.name for p in photo_dir.iterdir()
             if 500 <= Image.open(p).width <= 5000 and 400 <= Image.open(p).height <= 6000}
     assert {r.id for r in props} == want
@@ -32,7 +35,8 @@ def test_main_job_outputs(spark, photo_dir, bad_dir, tmp_path):
         im = Image.open(photo_dir / r.id)
         assert (r.width, r.height, r.format, r.mode) == (im.width, im.height, im.format, im.mode)
 
-    pre = {r.id: r for r in spark.read.parquet(summary["outputs"]["preprocessed"]).collect()}
+    pre = {r.id: r for r in sparkmm.delta.read(spark, summary["outputs"]["preprocessed"]).collect()}
+    assert DeltaTable(summary["outputs"]["preprocessed"]).to_pyarrow_table().num_rows == len(pre)
     assert set(pre) == {p.name for p in photo_dir.iterdir()}
     for name, r in pre.items():
         src = Image.open(photo_dir / name)
@@ -59,4 +63,4 @@ def test_demo_command_runs_the_main_job(tmp_path):
     summary = json.loads(proc.stdout[proc.stdout.index("{"):])
     assert summary["rows_in"] >= 10 and summary["rows_failed"] == 0
     assert summary["rows_preprocessed"] == summary["rows_in"]
-    assert (tmp_path / "demo" / "preprocessed").is_dir()
+    assert DeltaTable(str(tmp_path / "demo" / "preprocessed")).version() == 0

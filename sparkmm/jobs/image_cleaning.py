@@ -3,7 +3,7 @@
 1. Extract and filter image properties (width, height, size, format, mode).
 2. Preprocess: resize to 224x224, crop (100, 100, 500, 500), convert to RGB.
 
-Writes Parquet (``<output>/properties``, ``<output>/preprocessed``) and prints a summary.
+Writes Delta tables (``<output>/properties``, ``<output>/preprocessed``) and prints a summary.
 
 Example:
     >>> from sparkmm.jobs.image_cleaning import run
@@ -37,8 +37,8 @@ def run(spark: SparkSession, inputs: str | list[str], output: str,
     # Use case 1: properties, filtered by width and height ranges.
     kept = df.where(F.col("width").between(min_size[0], max_size[0])
                     & F.col("height").between(min_size[1], max_size[1]))
-    kept.select("id", "path", "width", "height", "size", "format", "mode") \
-        .write.mode("overwrite").parquet(f"{output}/properties")
+    props = kept.select("id", "path", "width", "height", "size", "format", "mode") \
+        .mm.write_delta(f"{output}/properties", mode="overwrite")
 
     # Use case 2: preprocessing for training; each output decodes its source once.
     img = F.col("img")
@@ -48,19 +48,19 @@ def run(spark: SparkSession, inputs: str | list[str], output: str,
         img.image.crop((100, 100, 500, 500)).image.encode("PNG").alias("img_cropped"),
         img.image.convert("RGB").image.encode("JPEG").alias("img_rgb"),
     )
-    pre.write.mode("overwrite").parquet(f"{output}/preprocessed")
-
-    written = spark.read.parquet(f"{output}/preprocessed")
+    written = pre.mm.write_delta(f"{output}/preprocessed", mode="overwrite")
     failures = [r.asDict() for r in df.mm.error_summary("img").collect()]
     summary = {
         "rows_in": rows_in,
-        "rows_kept_by_filter": spark.read.parquet(f"{output}/properties").count(),
-        "rows_preprocessed": written.count(),
+        "rows_kept_by_filter": sparkmm.delta.read(spark, f"{output}/properties").count(),
+        "rows_preprocessed": sparkmm.delta.read(spark, f"{output}/preprocessed").count(),
         "rows_failed": sum(f["rows"] for f in failures),
         "failures": failures,
         "seconds": round(time.time() - start, 2),
         "outputs": {"properties": f"{output}/properties", "preprocessed": f"{output}/preprocessed"},
-        "format": "parquet",
+        "format": "delta",
+        "engine": written.engine,
+        "versions": {"properties": props.version, "preprocessed": written.version},
     }
     summary["images_per_second"] = round(rows_in / summary["seconds"], 2) if summary["seconds"] else None
     df.unpersist()
@@ -79,6 +79,7 @@ def format_summary(s: dict[str, Any]) -> str:
         lines.append(f"    {f['reason']:<20} {f['rows']:>5}  e.g. {f['example']}")
     lines += [
         f"  time               {s['seconds']} s ({s['images_per_second']} images/s)",
-        f"  output             {s['outputs']['properties']}, {s['outputs']['preprocessed']} ({s['format']})",
+        f"  output             {s['outputs']['properties']} (v{s['versions']['properties']}), "
+        f"{s['outputs']['preprocessed']} (v{s['versions']['preprocessed']}) ({s['format']}, engine {s['engine']})",
     ]
     return "\n".join(lines)

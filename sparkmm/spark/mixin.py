@@ -34,6 +34,13 @@ class MMAccessor:
         cols = {f"{prefix}{p}": apply(OPERATORS[f"image.{p}"], F.col(column)) for p in properties}
         return self._df.withColumns(cols)
 
+    def write_delta(self, path: str, mode: str = "append", partition_by: list[str] | str | None = None,
+                    merge_schema: bool = True, storage_options: dict[str, str] | None = None):
+        """Write the frame as a Delta table in one commit; returns what ran (see sparkmm.delta)."""
+        from sparkmm.io.delta import write
+
+        return write(self._df, path, mode, partition_by, merge_schema, storage_options)
+
     def error_summary(self, *columns: str) -> DataFrame:
         """Count failed rows per column and reason category, with one example each.
 
