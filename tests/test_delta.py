@@ -112,3 +112,52 @@ def test_image_values_round_trip(spark, tmp_path, photo_dir):
     df.mm.write_delta(path)
     back = {r.path: r.thumb for r in sparkmm.delta.read(spark, path).collect()}
     assert back == {r.path: r.thumb for r in df.collect()}
+
+
+def test_concurrent_appends_both_land_with_linear_versions(spark, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = str(tmp_path / "c")
+    spark.range(0).mm.write_delta(path)
+
+    def append(start):
+        return spark.range(start, start + 50).mm.write_delta(path).version
+
+    with ThreadPoolExecutor(2) as pool:
+        versions = sorted(pool.map(append, [1000, 2000]))
+    assert versions == [1, 2]
+    assert [h["version"] for h in DeltaTable(path).history()][:3] == [2, 1, 0]
+    assert _delta_rows(path, "id") == [(i,) for i in list(range(1000, 1050)) + list(range(2000, 2050))]
+
+
+RETRY_SCRIPT = """
+import sys
+import sparkmm
+from pyspark import TaskContext
+from pyspark.sql import functions as F
+spark = sparkmm.session(**{"spark.master": "local[2,3]"})  # up to 3 attempts per task
+
+@F.udf("long")
+def flaky(i):
+    ctx = TaskContext.get()
+    if ctx.partitionId() == 1 and ctx.attemptNumber() == 0 and i % 10 == 5:
+        raise RuntimeError("injected failure on the first attempt")
+    return i
+
+result = spark.range(0, 40, numPartitions=4).select(flaky("id").alias("id")).mm.write_delta(sys.argv[1])
+print("VERSION", result.version)
+"""
+
+
+def test_retried_tasks_write_no_duplicates(tmp_path):
+    import subprocess
+    import sys
+
+    path = str(tmp_path / "r")
+    script = tmp_path / "retry.py"
+    script.write_text(RETRY_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script), path], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "injected failure" in proc.stderr  # the first attempt really failed
+    assert "VERSION 0" in proc.stdout
+    assert _delta_rows(path, "id") == [(i,) for i in range(40)]
