@@ -27,10 +27,35 @@ def test_engine_without_delta_jars_is_deltalake(spark):
     assert sparkmm.delta.engine(spark) == "deltalake"
 
 
-@pytest.mark.skipif(True, reason="Delta's jars (io.delta:delta-spark) are not on this machine's classpath: "
-                                 "Maven Central is unreachable here; spark-conf/delta.conf names them for clusters")
-def test_native_delta_spark_engine():  # runs where the jars are present
-    pass
+DELTA_SPARK_SCRIPT = """
+import sys
+import sparkmm
+spark = sparkmm.session("delta")
+assert sparkmm.delta.engine(spark) == "delta-spark"
+result = spark.range(20).mm.write_delta(sys.argv[1], mode="overwrite")
+print("ENGINE", result.engine, result.version)
+"""
+
+
+def _delta_jars() -> list[str]:
+    import glob
+
+    return glob.glob(os.path.expanduser("~/.ivy2*/jars/io.delta_delta-spark_2.13-*.jar"))
+
+
+@pytest.mark.skipif(not _delta_jars(), reason="Delta's jars (io.delta:delta-spark) are not on this machine: Maven "
+                                              "Central is unreachable here; spark-conf/delta.conf fetches them")
+def test_native_delta_spark_engine_writes_tables_deltalake_reads(tmp_path):
+    import subprocess
+    import sys
+
+    path = str(tmp_path / "native")
+    script = tmp_path / "native.py"
+    script.write_text(DELTA_SPARK_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script), path], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ENGINE delta-spark 0" in proc.stdout
+    assert _delta_rows(path, "id") == [(i,) for i in range(20)]
 
 
 def test_write_append_read_and_time_travel(spark, tmp_path):
