@@ -5,6 +5,6 @@ Example:
     >>> sparkmm.delta.read(spark, "out/images").count()     # doctest: +SKIP
 """
 
-from sparkmm.io.delta import SchemaMismatchError, WriteResult, engine, read, write
+from sparkmm.io.delta import SchemaMismatchError, WriteResult, engine, merge_columns, read, write
 
-__all__ = ["SchemaMismatchError", "WriteResult", "engine", "read", "write"]
+__all__ = ["SchemaMismatchError", "WriteResult", "engine", "merge_columns", "read", "write"]

@@ -186,3 +186,33 @@ def test_retried_tasks_write_no_duplicates(tmp_path):
     assert "injected failure" in proc.stderr  # the first attempt really failed
     assert "VERSION 0" in proc.stdout
     assert _delta_rows(path, "id") == [(i,) for i in range(40)]
+
+
+def test_merge_columns_adds_labels_in_one_commit(spark, tmp_path, photo_dir):
+    path = str(tmp_path / "labels")
+    (sparkmm.read.files(spark, str(photo_dir / "*"))
+     .withColumn("id", F.element_at(F.split("path", "/"), -1))
+     .withColumn("jpg", F.col("path").image.load().image.convert("RGB").image.encode("JPEG"))
+     .mm.write_delta(path))
+    ids = sorted(r.id for r in sparkmm.delta.read(spark, path).select("id").collect())
+    labelled = ids[::2]
+    labels = spark.createDataFrame([(i, float(n), "aesthetic" if n % 2 else "displeasing")
+                                    for n, i in enumerate(labelled)], "id string, score double, tag string")
+    before = DeltaTable(path).version()
+    result = sparkmm.delta.merge_columns(spark, path, labels, on="id")
+    assert result.version == before + 1  # one commit
+    got = {r.id: (r.score, r.tag) for r in sparkmm.delta.read(spark, path).collect()}
+    assert sorted(got) == ids  # no row lost or duplicated
+    want = {i: (float(n), "aesthetic" if n % 2 else "displeasing") for n, i in enumerate(labelled)}
+    assert got == {i: want.get(i, (None, None)) for i in ids}
+    assert _delta_rows(path, "id", "score") == sorted((i, want.get(i, (None,))[0]) for i in ids)
+    jpg = {r.id: r.jpg for r in sparkmm.delta.read(spark, path).collect()}
+    assert all(b[:2] == b"\xff\xd8" for b in jpg.values())  # image bytes untouched
+
+    dup = spark.createDataFrame([(ids[0], 1.0), (ids[0], 2.0)], "id string, score double")
+    with pytest.raises(ValueError, match="keys must be unique"):
+        sparkmm.delta.merge_columns(spark, path, dup, on="id")
+    with pytest.raises(SchemaMismatchError, match="'score' is double in the table but string"):
+        sparkmm.delta.merge_columns(spark, path, spark.createDataFrame([(ids[0], "x")], "id string, score string"),
+                                    on="id")
+    assert DeltaTable(path).version() == before + 1

@@ -113,6 +113,49 @@ def read(spark: SparkSession, path: str, version: int | None = None,
     return df.join(F.broadcast(values), "_file").select(*schema.fieldNames())
 
 
+def merge_columns(spark: SparkSession, path: str, labels: DataFrame, on: str | list[str],
+                  storage_options: dict[str, str] | None = None) -> WriteResult:
+    """Add or update label columns of a table from ``labels`` (computed elsewhere), joined on ``on``.
+
+    One commit; the new columns are added to the schema (nullable) and rows without a label
+    read as null. Keys must be unique in ``labels``.
+    """
+    keys = [on] if isinstance(on, str) else list(on)
+    missing = [k for k in keys if k not in labels.columns]
+    if missing:
+        raise ValueError(f"key columns {missing} are not in the labels (columns: {labels.columns})")
+    label_cols = [c for c in labels.columns if c not in keys]
+    if not label_cols:
+        raise ValueError("labels has no column besides the key")
+    dup = labels.groupBy(*keys).count().where("count > 1").first()
+    if dup is not None:
+        raise ValueError(f"labels has {dup['count']} rows for key {[dup[k] for k in keys]}; keys must be unique")
+    set_clause = {c: f"s.`{c}`" for c in label_cols}
+    predicate = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+    if engine(spark) == "delta-spark":
+        labels.createOrReplaceTempView("_sparkmm_labels")
+        spark.conf.set("spark.databricks.delta.schema.autoMerge.enabled", "true")
+        updates = ", ".join(f"t.`{c}` = {v}" for c, v in set_clause.items())
+        spark.sql(f"MERGE INTO delta.`{path}` t USING _sparkmm_labels s ON {predicate} "
+                  f"WHEN MATCHED THEN UPDATE SET {updates}")
+        version = spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT 1").first()["version"]
+        log.info("merge_columns %s: engine=delta-spark version=%s", path, version)
+        return WriteResult("delta-spark", version, -1)
+
+    from deltalake import DeltaTable
+
+    table = DeltaTable(_local(path) or path, storage_options=storage_options)
+    source = labels.toArrow()
+    missing = [k for k in keys if k not in pa.schema(table.schema().to_arrow()).names]
+    if missing:
+        raise ValueError(f"key columns {missing} are not in the table at {path}")
+    _merged_schema(pa.schema(table.schema().to_arrow()), source.schema, merge_schema=True)  # clear type errors
+    metrics = (table.merge(source, predicate, source_alias="s", target_alias="t", merge_schema=True)
+               .when_matched_update(updates=set_clause).execute())
+    log.info("merge_columns %s: engine=deltalake version=%s metrics=%s", path, table.version(), metrics)
+    return WriteResult("deltalake", table.version(), metrics.get("num_target_files_added", -1))
+
+
 # ----------------------------------------------------------------------------- deltalake engine
 
 
