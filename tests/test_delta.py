@@ -102,7 +102,8 @@ def test_partitioned_tables(spark, tmp_path):
 def test_schema_evolution_adds_nullable_columns(spark, tmp_path):
     path = str(tmp_path / "e")
     spark.range(3).mm.write_delta(path)
-    spark.range(3, 5).withColumn("score", F.col("id") / 10).withColumn("tag", F.lit("ok")).mm.write_delta(path)
+    evolved = spark.range(3, 5).withColumn("score", F.col("id") / 10).withColumn("tag", F.lit("ok")).mm.write_delta(path)
+    assert evolved.version == 1 and DeltaTable(path).version() == 1  # schema and rows in one commit
     assert _delta_rows(path, "id", "score", "tag") == [(0, None, None), (1, None, None), (2, None, None),
                                                        (3, 0.3, "ok"), (4, 0.4, "ok")]
     assert _rows(sparkmm.delta.read(spark, path), "id", "score", "tag") == _delta_rows(path, "id", "score", "tag")
@@ -216,3 +217,123 @@ def test_merge_columns_adds_labels_in_one_commit(spark, tmp_path, photo_dir):
         sparkmm.delta.merge_columns(spark, path, spark.createDataFrame([(ids[0], "x")], "id string, score string"),
                                     on="id")
     assert DeltaTable(path).version() == before + 1
+
+
+def _labelled_table(spark, path, photo_dir):
+    df = (sparkmm.read.files(spark, str(photo_dir / "*"))
+          .withColumn("id", F.element_at(F.split("path", "/"), -1))
+          .withColumn("kind", F.when(F.col("id").endswith(".png"), "png").otherwise("jpg"))
+          .withColumn("jpg", F.col("path").image.load().image.convert("RGB").image.encode("JPEG"))
+          .select("id", "kind", "jpg"))
+    df.mm.write_delta(path, partition_by="kind")
+    return df
+
+
+def test_add_columns_labels_in_place_with_one_commit(spark, tmp_path, photo_dir):
+    path = str(tmp_path / "label")
+    _labelled_table(spark, path, photo_dir)
+    spark.range(3).select(F.concat(F.lit("extra"), "id").alias("id"), F.lit("png").alias("kind"),
+                          F.lit(b"\xff\xd8..").cast("binary").alias("jpg")).mm.write_delta(path, partition_by="kind")
+    before = DeltaTable(path)
+    files_before = pa.table(before.get_add_actions(flatten=True)).num_rows
+    order_before = _delta_file_order(path)
+    seen = []
+
+    def score(batch):
+        import pandas as pd
+
+        seen.append(list(batch.columns))
+        n = batch["jpg"].map(len)
+        return pd.DataFrame({"score": n / 1000.0, "tag": ["big" if v > 20000 else "small" for v in n]})
+
+    result = sparkmm.delta.add_columns(spark, path, score, ["jpg"], "score double, tag string")
+    assert result.version == before.version() + 1  # one commit
+    after = DeltaTable(path)
+    assert pa.table(after.get_add_actions(flatten=True)).num_rows == files_before  # one new file per file
+    assert [h["operation"] for h in after.history()][0] == "ADD COLUMNS"
+    rows = _delta_rows(path, "id", "kind", "jpg", "score", "tag")
+    assert len(rows) == len(list(photo_dir.iterdir())) + 3
+    for id_, kind, jpg, sc, tag in rows:
+        assert sc == len(jpg) / 1000.0 and tag == ("big" if len(jpg) > 20000 else "small")
+    assert _delta_file_order(path, new=True) == order_before  # row order kept inside each file
+    spark_rows = _rows(sparkmm.delta.read(spark, path), "id", "kind", "jpg", "score", "tag")
+    assert spark_rows == rows
+
+
+def _delta_file_order(path, new=False):
+    """ids in file order, per file, keyed by the file's partition and position in the log."""
+    import pyarrow.parquet as pq
+
+    dt = DeltaTable(path)
+    out = []
+    for uri in dt.file_uris():
+        out.append(tuple(pq.read_table(uri.replace("file://", ""), columns=["id"]).column("id").to_pylist()))
+    return sorted(out)
+
+
+def test_add_columns_fn_sees_only_its_inputs_and_must_keep_rows(spark, tmp_path, photo_dir):
+    path = str(tmp_path / "strict")
+    _labelled_table(spark, path, photo_dir)
+    version = DeltaTable(path).version()
+
+    def drop_a_row(batch):
+        return {"n": pa.array(range(batch.num_rows - 1))}
+
+    with pytest.raises(Exception, match="it must keep every row"):
+        sparkmm.delta.add_columns(spark, path, drop_a_row, ["id"], "n long", batch_format="arrow")
+    assert DeltaTable(path).version() == version
+
+    def columns(batch):
+        assert batch.column_names == ["kind"], batch.column_names  # a partition column, from the log
+        return {"k2": pa.compute.utf8_upper(batch.column("kind"))}
+
+    sparkmm.delta.add_columns(spark, path, columns, ["kind"], "k2 string", batch_format="arrow")
+    assert {(k, k2) for _, k, k2 in _delta_rows(path, "id", "kind", "k2")} == {("png", "PNG"), ("jpg", "JPG")}
+    with pytest.raises(ValueError, match="exist already"):
+        sparkmm.delta.add_columns(spark, path, columns, ["kind"], "k2 string", batch_format="arrow")
+
+
+def test_conflicting_commit_is_detected_not_merged(spark, tmp_path, photo_dir, monkeypatch):
+    from deltalake import write_deltalake
+
+    from sparkmm.io import delta_log
+
+    path = str(tmp_path / "conflict")
+    _labelled_table(spark, path, photo_dir)
+    version = DeltaTable(path).version()
+    real_commit = delta_log.commit
+
+    def commit_after_someone_else(*args, **kwargs):
+        # another writer lands a commit between our read and our commit
+        write_deltalake(path, pa.table({"id": ["late"], "jpg": [b"x"], "kind": ["png"]}), mode="append")
+        return real_commit(*args, **kwargs)
+
+    monkeypatch.setattr(delta_log, "commit", commit_after_someone_else)
+    with pytest.raises(sparkmm.delta.ConcurrentModificationError, match=f"changed since version {version}"):
+        sparkmm.delta.add_columns(spark, path, lambda b: {"n": pa.array([1] * b.num_rows)}, ["id"], "n long",
+                                  batch_format="arrow")
+    dt = DeltaTable(path)
+    assert dt.version() == version + 1  # only the other writer's commit
+    assert "n" not in pa.schema(dt.schema().to_arrow()).names
+    assert ("late",) in _delta_rows(path, "id")
+    assert not [d for d in os.listdir(path) if d.startswith("sparkmm-label-")]  # our files were removed
+
+
+def test_replaced_and_orphan_files_are_vacuumable(spark, tmp_path, photo_dir):
+    path = str(tmp_path / "vac")
+    _labelled_table(spark, path, photo_dir)
+    orphan = os.path.join(path, "sparkmm-crashed-write", "part-0.parquet")
+    os.makedirs(os.path.dirname(orphan))
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"id": ["ghost"]}), orphan)  # a write whose commit never happened
+    sparkmm.delta.add_columns(spark, path, lambda b: {"n": pa.array([1] * b.num_rows)}, ["id"], "n long",
+                              batch_format="arrow")
+    rows = _delta_rows(path, "id", "n")
+    dt = DeltaTable(path)
+    removed = dt.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False, full=True)
+    assert any(p.endswith("part-0.parquet") for p in removed)
+    assert len(removed) > 1  # the files add_columns replaced, and the orphan
+    assert not os.path.exists(orphan)
+    assert _delta_rows(path, "id", "n") == rows
+    assert ("ghost",) not in _delta_rows(path, "id")
