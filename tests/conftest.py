@@ -40,3 +40,16 @@ def http(photo_dir):
     server = MediaServer(photo_dir)
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def s3(photo_dir):
+    from objectstore import MotoServer
+
+    server = MotoServer()
+    c = server.client()
+    c.create_bucket(Bucket="media")
+    for p in sorted(photo_dir.iterdir()):
+        c.put_object(Bucket="media", Key=f"photos/{p.name}", Body=p.read_bytes())
+    yield server
+    server.close()

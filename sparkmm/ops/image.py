@@ -247,10 +247,11 @@ def decode(data: pa.Array, max_pixels: int = DEFAULT_MAX_PIXELS, validate: str =
 @operator("image", wiring="udf", input_type="STRING", output_type=IMAGE_DDL,
           params=_url.FETCH_PARAMS + DECODE_PARAMS + (
               Param("by_reference", (("by_reference", "BOOLEAN"),), True,
-                    doc="keep local files as a path instead of their bytes"), ERRORS))
+                    doc="keep local files as a path instead of their bytes"), ERRORS),
+          storage_options=True)
 def load(urls: pa.Array, max_connections: int = 16, timeout: float = 30.0, retries: int = 3,
          max_bytes: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, validate: str = "header",
-         by_reference: bool = True, errors: str = "ignore") -> pa.Array:
+         by_reference: bool = True, errors: str = "ignore", storage_options: dict | None = None) -> pa.Array:
     """Download and decode in one step (``url.download`` then ``image.decode``), keeping download failures as reasons.
 
     Local files are kept by reference (see the module docstring) unless ``by_reference=False``.
@@ -267,7 +268,8 @@ def load(urls: pa.Array, max_connections: int = 16, timeout: float = 30.0, retri
     by_ref = [by_reference and u is not None and _url.is_local(u) for u in values]
     remote = [u if not ref else None for u, ref in zip(values, by_ref)]
     data, reasons = _url.fetch(pa.array(remote, pa.string()), max_connections=max_connections,
-                               timeout=timeout, retries=retries, max_bytes=max_bytes)
+                               timeout=timeout, retries=retries, max_bytes=max_bytes,
+                               storage_options=storage_options)
     options = _url.FetchOptions(max_bytes=max_bytes)
     metas: list[Meta | None] = []
     for u, ref, b, r in zip(values, by_ref, data.to_pylist(), reasons.to_pylist()):

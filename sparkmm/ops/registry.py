@@ -69,6 +69,9 @@ class Operator:
     params: tuple[Param, ...] = ()
     doc: str = ""
     field_path: tuple[str, ...] = field(default=())
+    # Takes ``storage_options``: bound in the UDF's closure, never a SQL argument, so
+    # credentials cannot show up in plans or explain() output.
+    storage_options: bool = False
 
     @property
     def key(self) -> str:
@@ -122,6 +125,8 @@ class Operator:
         parts = []
         for p in self.params:
             parts.append(p.name if p.default is REQUIRED else f"{p.name}={p.default!r}")
+        if self.storage_options:
+            parts.append("storage_options=None")
         return f"{self.key}({', '.join(parts)})"
 
 
@@ -137,6 +142,7 @@ def operator(
     params: Sequence[Param] = (),
     name: str | None = None,
     field_path: Sequence[str] = (),
+    storage_options: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a kernel as an operator; returns the kernel unchanged."""
 
@@ -151,6 +157,7 @@ def operator(
             params=tuple(params),
             doc=(fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else "",
             field_path=tuple(field_path),
+            storage_options=storage_options,
         )
         prior = OPERATORS.get(op.key)
         if prior is not None and prior.kernel.__module__ != fn.__module__:

@@ -15,19 +15,22 @@ Example:
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import random
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import BinaryIO, Callable
+from typing import Any, BinaryIO, Callable, Mapping
 from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
 
 from sparkmm.errors import SparkmmError, check_errors_mode, reason
 from sparkmm.ops.registry import ERRORS, Param, operator
+from sparkmm.ops.storage import StorageOptions
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ class FetchOptions:
     retries: int = 3
     backoff: float = 0.25
     max_bytes: int | None = None
-    storage_options: dict | None = None
+    storage_options: StorageOptions = StorageOptions.of(None)
 
 
 class FetchFailed(Exception):
@@ -106,8 +109,34 @@ def _http_pool():
     return pool
 
 
+# Cloud metadata services and link-local addresses: the usual SSRF targets.
+_BLOCKED_NETS = [ipaddress.ip_network(n) for n in ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128",
+                                                      "100.100.100.200/32")]
+_BLOCKED_HOSTS = {"metadata.google.internal", "metadata", "instance-data", "instance-data.ec2.internal"}
+
+
+def _check_address(url: str, options: FetchOptions) -> None:
+    if options.storage_options.flag("allow_link_local"):
+        return
+    host = (urlparse(url).hostname or "").lower()
+    how = "pass storage_options={'allow_link_local': True} to allow it"
+    if host in _BLOCKED_HOSTS:
+        raise FetchFailed(reason("blocked_address", f"{host} is a cloud metadata host; {how}"))
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except socket.gaierror:
+        return  # the request itself reports the name error
+    for info in infos:
+        ip = ipaddress.ip_address(info[4][0].split("%")[0])
+        if any(ip in net for net in _BLOCKED_NETS):
+            raise FetchFailed(reason("blocked_address",
+                                     f"{host} resolves to {ip}, a link-local/cloud metadata address; {how}"))
+
+
 def _read_http(url: str, options: FetchOptions) -> bytes:
     import urllib3
+
+    _check_address(url, options)
 
     timeout = urllib3.Timeout(connect=min(options.timeout, 10.0), read=options.timeout)
     try:
@@ -146,6 +175,12 @@ register_fetcher("", _read_local)
 def _scheme(url: str) -> str:
     head = url.split("://", 1)[0] if "://" in url else ("file" if url.startswith("file:") else "")
     return head.lower()
+
+
+def _load_object_stores() -> None:
+    # Object-store fetchers register themselves on import; boto3 loads only when used.
+    if "s3" not in _FETCHERS:
+        import sparkmm.ops.s3  # noqa: F401
 
 
 def is_local(url: str) -> bool:
@@ -193,7 +228,7 @@ def fetch(
     retries: int = 3,
     backoff: float = 0.25,
     max_bytes: int | None = None,
-    storage_options: dict | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> tuple[pa.Array, pa.Array]:
     """Fetch every URL of a batch concurrently: ``(binary data, string reasons)``.
 
@@ -206,7 +241,8 @@ def fetch(
     """
     if max_connections < 1:
         raise ValueError(f"max_connections must be >= 1, got {max_connections}")
-    options = FetchOptions(timeout, retries, backoff, max_bytes, storage_options)
+    _load_object_stores()
+    options = FetchOptions(timeout, retries, backoff, max_bytes, StorageOptions.of(storage_options))
     values = urls.to_pylist()
 
     def one(url: str | None) -> tuple[bytes | None, str | None]:
@@ -233,7 +269,7 @@ FETCH_PARAMS = (
 )
 
 
-@operator("url", input_type="STRING", output_type="BINARY", params=FETCH_PARAMS + (ERRORS,))
+@operator("url", input_type="STRING", output_type="BINARY", params=FETCH_PARAMS + (ERRORS,), storage_options=True)
 def download(
     urls: pa.Array,
     max_connections: int = 16,
@@ -241,6 +277,7 @@ def download(
     retries: int = 3,
     max_bytes: int | None = None,
     errors: str = "ignore",
+    storage_options: Mapping[str, Any] | None = None,
 ) -> pa.Array:
     """Fetch the bytes behind paths and URLs (local, file://, http(s)://); null on failure.
 
@@ -250,7 +287,7 @@ def download(
     """
     check_errors_mode(errors)
     data, reasons = fetch(urls, max_connections=max_connections, timeout=timeout,
-                          retries=retries, max_bytes=max_bytes)
+                          retries=retries, max_bytes=max_bytes, storage_options=storage_options)
     if errors == "raise":
         raise_first(urls, reasons, "download")
     return data

@@ -28,15 +28,20 @@ from pyspark.sql import functions as F
 
 from sparkmm.ops.image import META_DDL
 from sparkmm.ops.registry import OPERATORS, Operator
+from sparkmm.ops.storage import StorageOptions
 from sparkmm.spark.udfs import udf_for
 
 
-Step = tuple[Operator, tuple[Any, ...]]
+Step = tuple[Operator, tuple[Any, ...], Any]  # operator, SQL-level arguments, storage options
 
 
 def apply(op: Operator, col: Column, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Column:
     """The Column expression running ``op`` on ``col`` with Python arguments."""
-    flat = op.bind(*args, **(kwargs or {}))
+    kwargs = dict(kwargs or {})
+    options = None
+    if op.storage_options:
+        options = StorageOptions.of(kwargs.pop("storage_options", None))
+    flat = op.bind(*args, **kwargs)
     if op.wiring == "field":
         out = col
         for name in op.field_path:
@@ -44,12 +49,12 @@ def apply(op: Operator, col: Column, args: tuple[Any, ...] = (), kwargs: dict[st
         return out
     chain = vars(col).get("_mm_chain")  # not getattr: Column.__getattr__ means a struct field
     if chain is None:
-        out = _single(op, col, flat)
-        out._mm_chain = (col, ((op, tuple(flat)),))
+        out = _single(op, col, flat, options)
+        out._mm_chain = (col, ((op, tuple(flat), options),))
         return out
     root, steps = chain
-    steps = steps + ((op, tuple(flat)),)
-    if all(o.wiring == "meta" for o, _ in steps):  # still lazy: fuse on the descriptor only
+    steps = steps + ((op, tuple(flat), options),)
+    if all(step[0].wiring == "meta" for step in steps):  # still lazy: fuse on the descriptor only
         meta = fused_udf(steps, META_DDL)(root.getField("meta"))
         out = F.when(root.isNull(), F.lit(None)).otherwise(
             F.struct(root.getField("data").alias("data"), meta.alias("meta")))
@@ -60,8 +65,9 @@ def apply(op: Operator, col: Column, args: tuple[Any, ...] = (), kwargs: dict[st
 
 
 def _run_steps(steps: tuple[Step, ...], value: Any) -> Any:
-    for op, flat in steps:
-        value = op.kernel(value, **op.unflatten(flat))
+    for op, flat, options in steps:
+        extra = {"storage_options": options} if op.storage_options else {}
+        value = op.kernel(value, **op.unflatten(flat), **extra)
     return value
 
 
@@ -75,17 +81,17 @@ def fused_udf(steps: tuple[Step, ...], return_type: str):
             value = value.combine_chunks()
         return _run_steps(steps, value)
 
-    run.__name__ = f"mm_{steps[0][0].accessor}_" + "__".join(op.name for op, _ in steps)
+    run.__name__ = f"mm_{steps[0][0].accessor}_" + "__".join(step[0].name for step in steps)
     return arrow_udf(run, return_type)
 
 
-def _single(op: Operator, col: Column, flat: list[Any]) -> Column:
+def _single(op: Operator, col: Column, flat: list[Any], options: StorageOptions | None) -> Column:
     lits = [F.lit(v) for v in flat]
     # Typed nulls, so Spark knows the argument types of defaults left as None.
     for i, (_, typ, _) in enumerate(op.sql_args()):
         if flat[i] is None:
             lits[i] = F.lit(None).cast(typ.lower())
-    udf = udf_for(op)
+    udf = udf_for(op, options)
     if op.wiring == "udf":
         return udf(col, *lits)
     if op.wiring == "decode":

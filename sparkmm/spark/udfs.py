@@ -20,23 +20,24 @@ from pyspark.sql.functions import arrow_udf
 
 from sparkmm.ops.image import META_DDL
 from sparkmm.ops.registry import Operator
+from sparkmm.ops.storage import StorageOptions
 
 
-def _run(op: Operator, value: pa.Array, params: tuple[pa.Array, ...]) -> pa.Array:
+def _run(op: Operator, value: pa.Array, params: tuple[pa.Array, ...], extra: dict[str, Any]) -> pa.Array:
     n = len(value)
     if not params:
-        return _shape(op, op.kernel(value))
+        return _shape(op, op.kernel(value, **extra))
     columns = [p.to_pylist() for p in params]
     rows = list(zip(*columns))
     if n == 0 or all(r == rows[0] for r in rows):
-        return _shape(op, op.kernel(value, **op.unflatten(rows[0] if n else [None] * len(params))))
+        return _shape(op, op.kernel(value, **op.unflatten(rows[0] if n else [None] * len(params)), **extra))
     # Per-row arguments (SQL with column arguments): one kernel call per distinct tuple.
     groups: dict[tuple[Any, ...], list[int]] = {}
     for i, r in enumerate(rows):
         groups.setdefault(r, []).append(i)
     parts, order = [], []
     for args, idx in groups.items():
-        parts.append(_shape(op, op.kernel(value.take(pa.array(idx)), **op.unflatten(args))))
+        parts.append(_shape(op, op.kernel(value.take(pa.array(idx)), **op.unflatten(args), **extra)))
         order.extend(idx)
     merged = pa.concat_arrays(parts)
     inverse = [0] * n
@@ -56,14 +57,18 @@ def udf_return_type(op: Operator) -> str:
     return META_DDL if op.wiring in ("meta", "decode") else op.output_type
 
 
-@lru_cache(maxsize=None)
-def udf_for(op: Operator):
-    """The Arrow UDF running ``op``'s kernel: ``udf(value, *sql_args)``."""
+@lru_cache(maxsize=256)
+def udf_for(op: Operator, storage_options: StorageOptions | None = None):
+    """The Arrow UDF running ``op``'s kernel: ``udf(value, *sql_args)``.
+
+    Storage options ride in the function's closure (pickled with it), not in the plan.
+    """
+    extra = {"storage_options": storage_options} if op.storage_options else {}
 
     def run(value: pa.Array, *params: pa.Array) -> pa.Array:
         if isinstance(value, pa.ChunkedArray):
             value = value.combine_chunks()
-        return _run(op, value, params)
+        return _run(op, value, params, extra)
 
     run.__name__ = f"mm_{op.accessor}_{op.name}"
     return arrow_udf(run, udf_return_type(op))

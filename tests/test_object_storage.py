@@ -1,0 +1,87 @@
+"""url.download / image.load against a real S3-compatible endpoint on loopback (moto's server)."""
+
+from __future__ import annotations
+
+import logging
+
+import pyarrow as pa
+import pytest
+from pyspark.sql import functions as F
+
+import sparkmm
+from sparkmm.ops import s3 as S3
+from sparkmm.ops import url as U
+from sparkmm.ops.storage import StorageOptions
+
+
+def test_s3_objects_and_mixed_columns(s3, photo_dir, http):
+    urls = ["s3://media/photos/rocket.jpg", f"{http.url}/files/coffee.png", str(photo_dir / "china.jpg"),
+            "s3://media/photos/nope.jpg", "s3://no-such-bucket/x.jpg", None]
+    data, errors = U.fetch(pa.array(urls), storage_options=s3.options, retries=1, backoff=0.01)
+    assert data[0].as_py() == (photo_dir / "rocket.jpg").read_bytes()
+    assert data[1].as_py() == (photo_dir / "coffee.png").read_bytes()
+    assert data[2].as_py() == (photo_dir / "china.jpg").read_bytes()
+    assert errors[3].as_py() == "not_found: s3://media/photos/nope.jpg"  # final: not retried
+    assert errors[4].as_py().startswith("not_found")
+    assert data[5].as_py() is None and errors[5].as_py() is None
+
+
+def test_s3_compatible_schemes_and_max_bytes(s3, photo_dir):
+    size = (photo_dir / "rocket.jpg").stat().st_size
+    data, errors = U.fetch(pa.array(["oss://media/photos/rocket.jpg", "tos://media/photos/rocket.jpg"]),
+                           storage_options=s3.options)
+    assert errors.to_pylist() == [None, None] and data[0].as_py() == data[1].as_py()
+    _, errors = U.fetch(pa.array(["s3://media/photos/rocket.jpg"]), storage_options=s3.options, max_bytes=size - 1)
+    assert errors[0].as_py().startswith("too_large")
+
+
+def test_role_credentials_are_cached_and_refreshed(s3, photo_dir):
+    role = {"endpoint_url": s3.endpoint, "region_name": "us-east-1", "aws_access_key_id": "base",
+            "aws_secret_access_key": "base-secret", "role_arn": "arn:aws:iam::123456789012:role/reader"}
+    start = S3.STS_CALLS["count"]
+    for _ in range(3):
+        data, errors = U.fetch(pa.array(["s3://media/photos/rocket.jpg"] * 4), storage_options=role)
+        assert errors.null_count == 4
+    assert S3.STS_CALLS["count"] - start == 1  # one AssumeRole per worker, reused across batches
+    short = {**role, "role_session_name": "short", "role_duration_seconds": 900}
+    start = S3.STS_CALLS["count"]
+    for _ in range(3):
+        _, errors = U.fetch(pa.array(["s3://media/photos/rocket.jpg"]), storage_options=short)
+        assert errors.null_count == 1
+    # 15-minute credentials are inside botocore's refresh window: renewed before they expire
+    assert S3.STS_CALLS["count"] - start >= 2
+
+
+def test_metadata_addresses_are_refused_with_a_way_out():
+    urls = ["http://169.254.169.254/latest/meta-data/", "http://metadata.google.internal/computeMetadata/v1/",
+            "http://[fd00:ec2::254]/latest/meta-data/"]
+    _, errors = U.fetch(pa.array(urls), retries=0)
+    for e in errors.to_pylist():
+        assert e.startswith("blocked_address") and "allow_link_local" in e
+
+
+def test_secrets_stay_out_of_plans_errors_and_logs(spark, s3, caplog):
+    secret = "SuperSecretValue-42"
+    options = {**s3.options, "aws_secret_access_key": secret}
+    df = spark.createDataFrame([("s3://media/photos/rocket.jpg",), ("s3://media/photos/missing.jpg",)], "url string")
+    with caplog.at_level(logging.DEBUG, logger="sparkmm"):
+        out = df.select("url", F.col("url").image.load(storage_options=options).alias("img"))
+        rows = out.select("url", F.col("img").image.error.alias("e"), F.col("img").image.width.alias("w")).collect()
+    assert rows[0].w == 640 and rows[0].e is None
+    assert rows[1].e == "not_found: s3://media/photos/missing.jpg"
+    plans = out._jdf.queryExecution().toString() + str(F.col("url").image.load(storage_options=options))
+    assert secret not in plans
+    assert secret not in " ".join(r.e or "" for r in rows)
+    assert secret not in caplog.text
+    assert secret not in repr(StorageOptions.of(options))
+
+
+def test_spark_load_from_s3_matches_local(spark, s3, photo_dir):
+    urls = [(f"s3://media/photos/{p.name}",) for p in sorted(photo_dir.iterdir())]
+    df = spark.createDataFrame(urls, "url string").select(
+        "url", F.col("url").image.load(storage_options=s3.options).image.resize((32, 32)).image.phash().alias("h"))
+    got = {r.url.rsplit("/", 1)[1]: r.h for r in df.collect()}
+    local = sparkmm.read.files(spark, str(photo_dir / "*")).select(
+        "path", F.col("path").image.load().image.resize((32, 32)).image.phash().alias("h"))
+    want = {r.path.rsplit("/", 1)[1]: r.h for r in local.collect()}
+    assert got == want and None not in got.values()
