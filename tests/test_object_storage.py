@@ -85,3 +85,43 @@ def test_spark_load_from_s3_matches_local(spark, s3, photo_dir):
         "path", F.col("path").image.load().image.resize((32, 32)).image.phash().alias("h"))
     want = {r.path.rsplit("/", 1)[1]: r.h for r in local.collect()}
     assert got == want and None not in got.values()
+
+
+def test_upload_local_names_overwrite_policies(tmp_path):
+    out = tmp_path / "out"
+    uris = U.upload(pa.array([b"one", b"two", None]), str(out), pa.array(["a", "b", "c"]), ".bin")
+    assert uris.to_pylist() == [f"{out}/a.bin", f"{out}/b.bin", None]
+    assert (out / "a.bin").read_bytes() == b"one"
+    hashed = U.upload(pa.array([b"one"]), str(out))[0].as_py()
+    assert hashed == f"{out}/{__import__('hashlib').sha256(b'one').hexdigest()[:32]}"
+    assert U.upload(pa.array([b"NEW"]), str(out), pa.array(["a"]), ".bin", overwrite="skip")[0].as_py() == f"{out}/a.bin"
+    assert (out / "a.bin").read_bytes() == b"one"
+    assert U.upload(pa.array([b"NEW"]), str(out), pa.array(["a"]), ".bin", overwrite="error")[0].as_py() is None
+    with pytest.raises(sparkmm.SparkmmError, match="exists"):
+        U.upload(pa.array([b"NEW"]), str(out), pa.array(["a"]), ".bin", overwrite="error", errors="raise")
+    U.upload(pa.array([b"NEW"]), str(out), pa.array(["a"]), ".bin")
+    assert (out / "a.bin").read_bytes() == b"NEW"
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]  # atomic: no partial files
+    assert U.upload(pa.array([b"x"]), str(out), pa.array(["../escape"]))[0].as_py() is None
+
+
+def test_resample_and_upload_to_s3_as_seed_004(spark, s3, photo_dir):
+    """Seed 004: resample to 224x224 at 72 dpi, write it back to object storage, keep the path."""
+    df = spark.createDataFrame([(f"s3://media/photos/{p.name}", p.stem) for p in sorted(photo_dir.iterdir())],
+                               "image_tos_path string, image_id string")
+    resampled = F.col("image_tos_path").image.load(storage_options=s3.options) \
+        .image.resample((224, 224), (72, 72)).image.convert("RGB").image.encode("PNG")
+    out = df.withColumn("resampled_image_tos_path", resampled.url.upload(
+        "s3://media/resample_image/", name=F.concat(F.col("image_id"), F.lit("_resample")), suffix=".png",
+        storage_options=s3.options))
+    rows = out.collect()
+    assert all(r.resampled_image_tos_path == f"s3://media/resample_image/{r.image_id}_resample.png" for r in rows)
+    from PIL import Image
+    import io
+
+    body = s3.client().get_object(Bucket="media", Key=f"resample_image/{rows[0].image_id}_resample.png")["Body"].read()
+    im = Image.open(io.BytesIO(body))
+    assert im.size == (224, 224) and tuple(round(v) for v in im.info["dpi"]) == (72, 72)
+    sparkmm.register(spark)
+    names = {r[0] for r in spark.sql("SHOW USER FUNCTIONS LIKE 'mm_url_upload'").collect()}
+    assert any(n.endswith("mm_url_upload") for n in names)

@@ -41,11 +41,15 @@ class Param:
     default: Any = REQUIRED
     choices: tuple[Any, ...] | None = None
     doc: str = ""
+    # A per-row argument: a column (or a literal) whose values the kernel gets as an array.
+    per_row: bool = False
 
     def flatten(self, value: Any) -> list[Any]:
         """The SQL-level scalars for a Python value, validated."""
         if value is REQUIRED:
             raise TypeError(f"missing required argument {self.name!r}")
+        if self.per_row:
+            return [value]
         if self.choices is not None and value is not None and value not in self.choices:
             raise ValueError(f"{self.name}={value!r} is not one of {list(self.choices)}")
         if len(self.sql) == 1:

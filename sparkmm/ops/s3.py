@@ -20,7 +20,7 @@ from typing import Any
 
 from sparkmm.errors import reason
 from sparkmm.ops.storage import StorageOptions
-from sparkmm.ops.url import FetchFailed, FetchOptions, register_fetcher
+from sparkmm.ops.url import FetchFailed, FetchOptions, register_fetcher, register_writer
 
 _clients: dict[tuple[int, StorageOptions, float], Any] = {}
 _lock = threading.Lock()
@@ -127,5 +127,34 @@ def read_s3(url: str, options: FetchOptions) -> bytes:
         raise FetchFailed(reason("s3_error", f"{url}: {type(e).__name__}"), transient=True) from None
 
 
+def write_s3(url: str, data: bytes, overwrite: str, options: FetchOptions) -> bool:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, key = split_url(url)
+    c = client(StorageOptions.of(options.storage_options), options.timeout)
+    try:
+        if overwrite != "overwrite":
+            try:
+                c.head_object(Bucket=bucket, Key=key)
+                if overwrite == "skip":
+                    return False
+                raise FetchFailed(reason("exists", f"{url} exists (overwrite='error')"))
+            except ClientError as e:
+                if e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") != 404:
+                    raise
+        c.put_object(Bucket=bucket, Key=key, Body=data)  # S3 puts are atomic per object
+        return True
+    except ClientError as e:
+        status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        code = str(e.response.get("Error", {}).get("Code", status))
+        if status == 403:
+            raise FetchFailed(reason("forbidden", f"{url}: {code}")) from None
+        transient = code in _TRANSIENT or (status is not None and (status >= 500 or status == 429))
+        raise FetchFailed(reason(f"s3_{code}", url), transient=transient) from None
+    except BotoCoreError as e:
+        raise FetchFailed(reason("s3_error", f"{url}: {type(e).__name__}"), transient=True) from None
+
+
 for _scheme in ("s3", "s3a", "oss", "tos"):
     register_fetcher(_scheme, read_s3)
+    register_writer(_scheme, write_s3)

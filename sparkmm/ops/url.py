@@ -15,12 +15,14 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import random
 import socket
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable, Mapping
@@ -298,3 +300,108 @@ def raise_first(sources: pa.Array, reasons: pa.Array, what: str) -> None:
     for i, r in enumerate(reasons.to_pylist()):
         if r is not None:
             raise SparkmmError(f"{what} failed for {sources[i].as_py()!r} (row {i} of the batch): {r}")
+
+
+# --------------------------------------------------------------------------- upload
+
+Writer = Callable[[str, bytes, str, FetchOptions], bool]
+_WRITERS: dict[str, Writer] = {}
+OVERWRITE = ("overwrite", "skip", "error")
+
+
+def register_writer(scheme: str, writer: Writer) -> None:
+    """Route uploads to ``scheme`` to ``writer(url, data, overwrite, options) -> written``."""
+    _WRITERS[scheme.lower()] = writer
+
+
+def _write_local(url: str, data: bytes, overwrite: str, options: FetchOptions) -> bool:
+    path = unquote(urlparse(url).path) if url.startswith("file:") else url
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    try:
+        if overwrite == "overwrite":
+            os.replace(tmp, path)  # atomic: readers see the old file or the new one, never a part
+            return True
+        try:
+            os.link(tmp, path)  # atomic put-if-absent
+            return True
+        except FileExistsError:
+            if overwrite == "skip":
+                return False
+            raise FetchFailed(reason("exists", f"{url} exists (overwrite='error')")) from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+register_writer("", _write_local)
+register_writer("file", _write_local)
+
+
+def _target(location: str, name: str | None, data: bytes, suffix: str) -> str:
+    if name is None:
+        name = hashlib.sha256(data).hexdigest()[:32]
+    if "/" in name.strip("/") or name in ("", ".", ".."):
+        raise FetchFailed(reason("bad_name", f"object name {name!r} must be a plain file name"))
+    return f"{location.rstrip('/')}/{name}{suffix}"
+
+
+@operator("url", input_type="BINARY", output_type="STRING", storage_options=True, params=(
+    Param("location", (("location", "STRING"),), doc="directory or prefix: /data/out/, s3://bucket/prefix/"),
+    Param("name", (("name", "STRING"),), None, per_row=True,
+          doc="object name per row (a column); default: the content's SHA-256"),
+    Param("suffix", (("suffix", "STRING"),), "", doc="appended to the name, e.g. '.png'"),
+    Param("overwrite", (("overwrite", "STRING"),), "overwrite", OVERWRITE,
+          doc="'overwrite', 'skip' an existing object, or 'error'"),
+    Param("max_connections", (("max_connections", "INT"),), 16, doc="concurrent uploads per batch"),
+    ERRORS))
+def upload(data: pa.Array, location: str, name: pa.Array | str | None = None, suffix: str = "",
+           overwrite: str = "overwrite", max_connections: int = 16, errors: str = "ignore",
+           storage_options: Mapping[str, Any] | None = None) -> pa.Array:
+    """Write bytes under ``location`` with a deterministic name and return each object's URI.
+
+    Example:
+        >>> import tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> upload(pa.array([b"abc"]), d, pa.array(["x"]), ".bin")[0].as_py() == d + "/x.bin"
+        True
+    """
+    check_errors_mode(errors)
+    if overwrite not in OVERWRITE:
+        raise ValueError(f"overwrite must be one of {list(OVERWRITE)}, got {overwrite!r}")
+    _load_object_stores()
+    scheme = _scheme(location)
+    writer = _WRITERS.get(scheme)
+    if writer is None:
+        raise ValueError(f"cannot upload to {scheme}:// (known: {sorted(s or '<local path>' for s in _WRITERS)})")
+    options = FetchOptions(storage_options=StorageOptions.of(storage_options))
+    blobs = data.to_pylist()
+    names = name.to_pylist() if isinstance(name, (pa.Array, pa.ChunkedArray)) else [name] * len(blobs)
+
+    def one(i: int) -> tuple[str | None, str | None]:
+        if blobs[i] is None:
+            return None, None
+        try:
+            url = _target(location, names[i], blobs[i], suffix or "")
+            attempt = 0
+            while True:
+                try:
+                    writer(url, blobs[i], overwrite, options)
+                    return url, None
+                except FetchFailed as e:
+                    if not e.transient or attempt >= options.retries:
+                        raise
+                attempt += 1
+                time.sleep(options.backoff * (2 ** (attempt - 1)) * (0.5 + random.random()))
+        except FetchFailed as e:
+            return None, str(e)
+
+    results = list(_pool(max_connections).map(one, range(len(blobs)))) if len(blobs) > 1 else [one(0)] if blobs else []
+    uris = pa.array([r[0] for r in results], pa.string())
+    if errors == "raise":
+        raise_first(pa.array(names, pa.string()) if name is not None else uris, pa.array([r[1] for r in results],
+                    pa.string()), "upload")
+    return uris

@@ -48,9 +48,11 @@ def apply(op: Operator, col: Column, args: tuple[Any, ...] = (), kwargs: dict[st
             out = out.getField(name)
         return out
     chain = vars(col).get("_mm_chain")  # not getattr: Column.__getattr__ means a struct field
-    if chain is None:
+    column_args = any(isinstance(v, Column) for v in flat)
+    if chain is None or column_args:  # column arguments end a fused chain
         out = _single(op, col, flat, options)
-        out._mm_chain = (col, ((op, tuple(flat), options),))
+        if not column_args:
+            out._mm_chain = (col, ((op, tuple(flat), options),))
         return out
     root, steps = chain
     steps = steps + ((op, tuple(flat), options),)
@@ -86,7 +88,7 @@ def fused_udf(steps: tuple[Step, ...], return_type: str):
 
 
 def _single(op: Operator, col: Column, flat: list[Any], options: StorageOptions | None) -> Column:
-    lits = [F.lit(v) for v in flat]
+    lits = [v if isinstance(v, Column) else F.lit(v) for v in flat]
     # Typed nulls, so Spark knows the argument types of defaults left as None.
     for i, (_, typ, _) in enumerate(op.sql_args()):
         if flat[i] is None:

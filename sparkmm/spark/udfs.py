@@ -23,21 +23,37 @@ from sparkmm.ops.registry import Operator
 from sparkmm.ops.storage import StorageOptions
 
 
+def _per_row_positions(op: Operator) -> set[int]:
+    out, i = set(), 0
+    for p in op.params:
+        if p.per_row:
+            out.add(i)
+        i += len(p.sql)
+    return out
+
+
 def _run(op: Operator, value: pa.Array, params: tuple[pa.Array, ...], extra: dict[str, Any]) -> pa.Array:
     n = len(value)
     if not params:
         return _shape(op, op.kernel(value, **extra))
-    columns = [p.to_pylist() for p in params]
-    rows = list(zip(*columns))
+    per_row = _per_row_positions(op)
+    columns = [p.to_pylist() if i not in per_row else None for i, p in enumerate(params)]
+
+    def call(idx: list[int] | None, scalars: tuple[Any, ...]) -> pa.Array:
+        take = (lambda a: a) if idx is None else (lambda a: a.take(pa.array(idx, pa.int64())))
+        flat = [take(params[i]) if i in per_row else scalars[i] for i in range(len(params))]
+        return _shape(op, op.kernel(take(value), **op.unflatten(flat), **extra))
+
+    rows = list(zip(*[c if c is not None else [None] * n for c in columns]))
     if n == 0 or all(r == rows[0] for r in rows):
-        return _shape(op, op.kernel(value, **op.unflatten(rows[0] if n else [None] * len(params)), **extra))
-    # Per-row arguments (SQL with column arguments): one kernel call per distinct tuple.
+        return call(None, rows[0] if n else (None,) * len(params))
+    # Arguments that differ by row (SQL with column arguments): one kernel call per distinct tuple.
     groups: dict[tuple[Any, ...], list[int]] = {}
     for i, r in enumerate(rows):
         groups.setdefault(r, []).append(i)
     parts, order = [], []
     for args, idx in groups.items():
-        parts.append(_shape(op, op.kernel(value.take(pa.array(idx)), **op.unflatten(args), **extra)))
+        parts.append(call(idx, args))
         order.extend(idx)
     merged = pa.concat_arrays(parts)
     inverse = [0] * n
