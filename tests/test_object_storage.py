@@ -125,3 +125,26 @@ def test_resample_and_upload_to_s3_as_seed_004(spark, s3, photo_dir):
     sparkmm.register(spark)
     names = {r[0] for r in spark.sql("SHOW USER FUNCTIONS LIKE 'mm_url_upload'").collect()}
     assert any(n.endswith("mm_url_upload") for n in names)
+
+
+def test_listing_object_store_globs(spark, s3, photo_dir):
+    c = s3.client()
+    c.put_object(Bucket="media", Key="nested/a/x.jpg", Body=b"1")
+    c.put_object(Bucket="media", Key="nested/a/b/y.jpg", Body=b"22")
+    c.put_object(Bucket="media", Key="nested/z.png", Body=b"333")
+    c.put_object(Bucket="media", Key="nested/empty.jpg", Body=b"")
+
+    def names(pattern, **kw):
+        df = sparkmm.read.files(spark, pattern, storage_options=s3.options, **kw)
+        assert df.columns == ["path", "size", "modification_time"]
+        return sorted((r.path, r.size) for r in df.collect())
+
+    assert names("s3://media/nested/**/*.jpg") == [
+        ("s3://media/nested/a/b/y.jpg", 2), ("s3://media/nested/a/x.jpg", 1), ("s3://media/nested/empty.jpg", 0)]
+    assert names("s3://media/nested/*.{png,jpg}") == [("s3://media/nested/empty.jpg", 0), ("s3://media/nested/z.png", 3)]
+    assert [p for p, _ in names("s3://media/nested/")] == ["s3://media/nested/empty.jpg", "s3://media/nested/z.png"]
+    assert len(names("s3://media/nested", recursive=True)) == 4
+    photos = names("s3://media/photos/*")
+    assert len(photos) == len(list(photo_dir.iterdir()))
+    both = sparkmm.read.files(spark, ["s3://media/photos/*.jpg", str(photo_dir / "*.png")], storage_options=s3.options)
+    assert both.count() == len(list(photo_dir.iterdir()))
