@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import zlib
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -64,6 +65,19 @@ class MediaServer:
             return
         if kind == "delay":  # every request takes a little while: shows concurrency
             time.sleep(0.2)
+        if kind == "chaos":  # 30% 5xx, some slow, some truncated, deterministic per (path, attempt)
+            roll = zlib.crc32(f"{h.path}#{hit}".encode()) % 10
+            if roll < 3:
+                return self._send(h, 503, b"busy")
+            if roll == 3:
+                time.sleep(3)  # slower than the client's timeout
+            if roll == 4:
+                h.send_response(200)
+                h.send_header("Content-Length", str(len(body)))
+                h.end_headers()
+                h.wfile.write(body[: len(body) // 3])
+                h.close_connection = True
+                return
         self._send(h, 200, body)
 
     @staticmethod

@@ -81,3 +81,20 @@ def test_download_operator_raise_names_the_path(photo_dir):
     assert U.download(pa.array([missing])).to_pylist() == [None]
     with pytest.raises(SparkmmError, match="missing.jpg.*not_found"):
         U.download(pa.array([missing]), errors="raise")
+
+
+def test_chaos_server_every_object_fetched_or_flagged(http, photo_dir):
+    names = sorted(p.name for p in photo_dir.iterdir())
+    urls = [f"{http.url}/chaos/{i}/{n}" for i in range(4) for n in names] + [f"{http.url}/chaos/x/missing.jpg"]
+    start = time.monotonic()
+    data, errors = U.fetch(pa.array(urls), timeout=1.0, retries=6, backoff=0.01, max_connections=16)
+    assert time.monotonic() - start < 60  # bounded: timeouts and retries, no hang
+    for url, d, e in zip(urls, data.to_pylist(), errors.to_pylist()):
+        name = url.rsplit("/", 1)[1]
+        if d is not None:
+            assert e is None and d == (photo_dir / name).read_bytes(), url  # never a truncated body
+        else:
+            assert e.split(":")[0] in ("http_503", "connection_error", "truncated", "http_404"), e
+    fetched = sum(d is not None for d in data.to_pylist())
+    assert fetched >= 0.9 * (len(urls) - 1)  # retries recover nearly everything
+    assert errors[len(urls) - 1].as_py().startswith("http_404")
