@@ -100,7 +100,7 @@ def _floor_batch(paths: list[str]) -> tuple[int, int]:
     from sparkmm.ops import image as K
     from sparkmm.ops import url as U
 
-    data = U.download(pa.array(paths))
+    data = U.download(pa.array(paths), storage_options={"allow_local_files": True})
     img = K.decode(data)
     pixels = int(np.nansum(np.array(K.width(img).to_pylist(), float) * np.array(K.height(img).to_pylist(), float)))
     thumbs = K.encode(K.resize(img, SIZE), "JPEG")

@@ -209,12 +209,14 @@ def test_invalid_arguments_fail_early():
 def test_local_files_load_by_reference(photo_dir, tmp_path, http):
     path = tmp_path / "rocket.jpg"
     path.write_bytes((photo_dir / "rocket.jpg").read_bytes())
-    value = K.load(pa.array([str(path), f"{http.url}/files/rocket.jpg"]))
+    local = {"allow_local_files": True}
+    value = K.load(pa.array([str(path), f"{http.url}/files/rocket.jpg"]), storage_options=local)
     data, metas = value.field("data").to_pylist(), value.field("meta").to_pylist()
     assert data[0] is None and metas[0]["source"] == str(path)  # path, not bytes
     assert data[1] == path.read_bytes() and metas[1]["source"] is None  # remote: bytes kept
     assert K.encode(value).to_pylist() == [path.read_bytes()] * 2
-    kept = K.load(pa.array([str(path)]), by_reference=False)
+    kept = K.load(pa.array([str(path)]), by_reference=False, storage_options=local)
+    assert K.load(pa.array([str(path)])).field("meta")[0]["error"].as_py().startswith("local_file_refused")
     assert kept.field("data")[0].as_py() == path.read_bytes()
 
     small = K.resize(value, (32, 32))

@@ -17,7 +17,8 @@ from sparkmm.ops.storage import StorageOptions
 def test_s3_objects_and_mixed_columns(s3, photo_dir, http):
     urls = ["s3://media/photos/rocket.jpg", f"{http.url}/files/coffee.png", str(photo_dir / "china.jpg"),
             "s3://media/photos/nope.jpg", "s3://no-such-bucket/x.jpg", None]
-    data, errors = U.fetch(pa.array(urls), storage_options=s3.options, retries=1, backoff=0.01)
+    data, errors = U.fetch(pa.array(urls), storage_options={**s3.options, "allow_local_files": True},
+                           retries=1, backoff=0.01)
     assert data[0].as_py() == (photo_dir / "rocket.jpg").read_bytes()
     assert data[1].as_py() == (photo_dir / "coffee.png").read_bytes()
     assert data[2].as_py() == (photo_dir / "china.jpg").read_bytes()
@@ -88,21 +89,24 @@ def test_spark_load_from_s3_matches_local(spark, s3, photo_dir):
 
 
 def test_upload_local_names_overwrite_policies(tmp_path):
+    from functools import partial
+
     out = tmp_path / "out"
-    uris = U.upload(pa.array([b"one", b"two", None]), str(out), pa.array(["a", "b", "c"]), ".bin")
+    upload = partial(U.upload, storage_options={"allow_local_files": True})
+    uris = upload(pa.array([b"one", b"two", None]), str(out), pa.array(["a", "b", "c"]), ".bin")
     assert uris.to_pylist() == [f"{out}/a.bin", f"{out}/b.bin", None]
     assert (out / "a.bin").read_bytes() == b"one"
-    hashed = U.upload(pa.array([b"one"]), str(out))[0].as_py()
+    hashed = upload(pa.array([b"one"]), str(out))[0].as_py()
     assert hashed == f"{out}/{__import__('hashlib').sha256(b'one').hexdigest()[:32]}"
-    assert U.upload(pa.array([b"NEW"]), str(out), pa.array(["a"]), ".bin", overwrite="skip")[0].as_py() == f"{out}/a.bin"
+    assert upload(pa.array([b"NEW"]), str(out), pa.array(["a"]), ".bin", overwrite="skip")[0].as_py() == f"{out}/a.bin"
     assert (out / "a.bin").read_bytes() == b"one"
-    assert U.upload(pa.array([b"NEW"]), str(out), pa.array(["a"]), ".bin", overwrite="error")[0].as_py() is None
+    assert upload(pa.array([b"NEW"]), str(out), pa.array(["a"]), ".bin", overwrite="error")[0].as_py() is None
     with pytest.raises(sparkmm.SparkmmError, match="exists"):
-        U.upload(pa.array([b"NEW"]), str(out), pa.array(["a"]), ".bin", overwrite="error", errors="raise")
-    U.upload(pa.array([b"NEW"]), str(out), pa.array(["a"]), ".bin")
+        upload(pa.array([b"NEW"]), str(out), pa.array(["a"]), ".bin", overwrite="error", errors="raise")
+    upload(pa.array([b"NEW"]), str(out), pa.array(["a"]), ".bin")
     assert (out / "a.bin").read_bytes() == b"NEW"
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]  # atomic: no partial files
-    assert U.upload(pa.array([b"x"]), str(out), pa.array(["../escape"]))[0].as_py() is None
+    assert upload(pa.array([b"x"]), str(out), pa.array(["../escape"]))[0].as_py() is None
 
 
 def test_resample_and_upload_to_s3_as_seed_004(spark, s3, photo_dir):

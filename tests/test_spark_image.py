@@ -183,3 +183,17 @@ def test_invalid_arguments_fail_when_building_the_plan(spark):
         F.col("img").image.resize(widht=3)
     with pytest.raises(AttributeError, match="no operator 'rotate'"):
         F.col("img").image.rotate(90)
+
+
+def test_local_files_follow_the_session_opt_in(spark, photo_dir):
+    df = spark.createDataFrame([(str(photo_dir / "rocket.jpg"),)], "path string")
+    assert spark.conf.get("spark.sparkmm.allowLocalFiles") == "true"  # the local profile opts in
+    spark.conf.set("spark.sparkmm.allowLocalFiles", "false")  # as on a cluster
+    try:
+        refused = df.select(F.col("path").image.load().image.error.alias("e")).first().e
+        assert refused.startswith("local_file_refused")
+        allowed = df.select(F.col("path").image.load(storage_options={"allow_local_files": True})
+                            .image.width.alias("w")).first().w
+        assert allowed == 640
+    finally:
+        spark.conf.set("spark.sparkmm.allowLocalFiles", "true")

@@ -10,11 +10,13 @@ import pytest
 from sparkmm.errors import SparkmmError
 from sparkmm.ops import url as U
 
+LOCAL = {"allow_local_files": True}
+
 
 def test_local_paths_and_file_urls(photo_dir):
     p = photo_dir / "rocket.jpg"
     data, errors = U.fetch(pa.array([str(p), f"file://{p}", f"file:{p}", str(photo_dir / "nope.jpg"), None,
-                                     str(photo_dir)]))
+                                     str(photo_dir)]), storage_options=LOCAL)
     want = p.read_bytes()
     assert data.to_pylist()[:3] == [want] * 3
     assert errors.to_pylist()[:3] == [None] * 3
@@ -55,9 +57,9 @@ def test_truncated_body_is_detected(http):
 def test_max_bytes(http, photo_dir):
     size = (photo_dir / "rocket.jpg").stat().st_size
     urls = pa.array([f"{http.url}/files/rocket.jpg", str(photo_dir / "rocket.jpg")])
-    _, errors = U.fetch(urls, max_bytes=size - 1)
+    _, errors = U.fetch(urls, max_bytes=size - 1, storage_options=LOCAL)
     assert all(e.startswith("too_large") for e in errors.to_pylist())
-    _, errors = U.fetch(urls, max_bytes=size)
+    _, errors = U.fetch(urls, max_bytes=size, storage_options=LOCAL)
     assert errors.to_pylist() == [None, None]
 
 
@@ -78,9 +80,18 @@ def test_unsupported_scheme_names_known_ones():
 
 def test_download_operator_raise_names_the_path(photo_dir):
     missing = str(photo_dir / "missing.jpg")
-    assert U.download(pa.array([missing])).to_pylist() == [None]
+    assert U.download(pa.array([missing]), storage_options=LOCAL).to_pylist() == [None]
     with pytest.raises(SparkmmError, match="missing.jpg.*not_found"):
-        U.download(pa.array([missing]), errors="raise")
+        U.download(pa.array([missing]), errors="raise", storage_options=LOCAL)
+
+
+def test_local_files_need_an_opt_in(photo_dir, tmp_path):
+    path = str(photo_dir / "rocket.jpg")
+    for url in (path, f"file://{path}"):
+        _, errors = U.fetch(pa.array([url]))
+        assert errors[0].as_py().startswith("local_file_refused") and "allow_local_files" in errors[0].as_py()
+    assert U.upload(pa.array([b"x"]), str(tmp_path), pa.array(["y"]))[0].as_py() is None
+    assert not (tmp_path / "y").exists()
 
 
 def test_chaos_server_every_object_fetched_or_flagged(http, photo_dir):

@@ -61,6 +61,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from sparkmm.errors import SparkmmError, check_errors_mode, reason
 from sparkmm.ops import url as _url
 from sparkmm.ops.registry import ERRORS, Param, operator
+from sparkmm.ops.storage import StorageOptions
 
 Image.MAX_IMAGE_PIXELS = None  # sparkmm enforces its own, per-call max_pixels limit
 
@@ -257,7 +258,8 @@ def load(urls: pa.Array, max_connections: int = 16, timeout: float = 30.0, retri
     Local files are kept by reference (see the module docstring) unless ``by_reference=False``.
 
     Example:
-        >>> load(pa.array(["/no/such.jpg"])).field("meta").field("error")[0].as_py()
+        >>> load(pa.array(["/no/such.jpg"]), storage_options={"allow_local_files": True}
+        ...      ).field("meta").field("error")[0].as_py()
         'not_found: /no/such.jpg'
     """
     check_errors_mode(errors)
@@ -270,7 +272,7 @@ def load(urls: pa.Array, max_connections: int = 16, timeout: float = 30.0, retri
     data, reasons = _url.fetch(pa.array(remote, pa.string()), max_connections=max_connections,
                                timeout=timeout, retries=retries, max_bytes=max_bytes,
                                storage_options=storage_options)
-    options = _url.FetchOptions(max_bytes=max_bytes)
+    options = _url.FetchOptions(max_bytes=max_bytes, storage_options=StorageOptions.of(storage_options))
     metas: list[Meta | None] = []
     for u, ref, b, r in zip(values, by_ref, data.to_pylist(), reasons.to_pylist()):
         if not ref:
@@ -539,7 +541,9 @@ def source_bytes(data: bytes | None, m: Meta) -> bytes:
     if not m.get("source"):
         raise RowError(reason("no_data", "image value has neither data nor source"))
     try:
-        raw = _url.fetch_one(m["source"], _url.FetchOptions(retries=1))
+        # the path was checked when it was loaded; reading it again needs no second opt-in
+        vetted = _url.FetchOptions(retries=1, storage_options=StorageOptions.of({"allow_local_files": True}))
+        raw = _url.fetch_one(m["source"], vetted)
     except _url.FetchFailed as e:
         raise RowError(str(e)) from None
     if len(raw) != m["size"]:

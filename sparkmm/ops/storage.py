@@ -25,7 +25,7 @@ ALIASES = {
 }
 KNOWN = {"endpoint_url", "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "region_name",
          "anonymous", "profile", "role_arn", "role_session_name", "external_id", "role_duration_seconds",
-         "sts_endpoint_url", "allow_link_local"}
+         "sts_endpoint_url", "allow_link_local", "allow_local_files"}
 
 
 class StorageOptions(Mapping[str, Any]):
@@ -71,6 +71,11 @@ class StorageOptions(Mapping[str, Any]):
         return f"StorageOptions({shown})"
 
     __str__ = __repr__
+
+    def with_defaults(self, **defaults: Any) -> "StorageOptions":
+        """These options, plus ``defaults`` for the keys they do not set."""
+        merged = {**defaults, **dict(self._items)}
+        return StorageOptions(tuple(sorted(merged.items())))
 
     def flag(self, key: str) -> bool:
         return str(self.get(key, "")).lower() in ("1", "true", "yes")

@@ -8,7 +8,8 @@ are not. Other schemes plug in through :func:`register_fetcher` (object storage 
 
 Example:
     >>> import pyarrow as pa
-    >>> data, errors = fetch(pa.array(["/etc/hostname", "/no/such/file"]))
+    >>> local = {"allow_local_files": True}
+    >>> data, errors = fetch(pa.array(["/etc/hostname", "/no/such/file"]), storage_options=local)
     >>> errors[1].as_py()
     'not_found: /no/such/file'
 """
@@ -66,8 +67,18 @@ def register_fetcher(scheme: str, fetcher: Fetcher) -> None:
     _FETCHERS[scheme.lower()] = fetcher
 
 
+def check_local_allowed(url: str, options: FetchOptions) -> None:
+    """Local files are read (or written) only when the caller opted in: a URL column must not
+    be a way to read an executor's files."""
+    if not options.storage_options.flag("allow_local_files"):
+        raise FetchFailed(reason("local_file_refused",
+                                 f"{url}: local files are off unless storage_options={{'allow_local_files': True}} "
+                                 "(sparkmm's local profile sets spark.sparkmm.allowLocalFiles=true)"))
+
+
 def open_local(url: str, options: FetchOptions) -> tuple[BinaryIO, int]:
     """Open a local path or ``file:`` URL: ``(binary file, size)``; failures carry reasons."""
+    check_local_allowed(url, options)
     path = unquote(urlparse(url).path) if url.startswith("file:") else url
     try:
         size = os.stat(path).st_size
@@ -237,9 +248,11 @@ def fetch(
     A failed row gets null data and a reason; a null URL gets null and no reason.
 
     Example:
-        >>> data, errors = fetch(pa.array(["file:///etc/hostname"]))
+        >>> data, errors = fetch(pa.array(["file:///etc/hostname"]), storage_options={"allow_local_files": True})
         >>> errors[0].as_py() is None
         True
+        >>> fetch(pa.array(["/etc/hostname"]))[1][0].as_py()[:18]
+        'local_file_refused'
     """
     if max_connections < 1:
         raise ValueError(f"max_connections must be >= 1, got {max_connections}")
@@ -284,7 +297,7 @@ def download(
     """Fetch the bytes behind paths and URLs (local, file://, http(s)://); null on failure.
 
     Example:
-        >>> download(pa.array(["/etc/hostname"])).type
+        >>> download(pa.array(["https://example.invalid/a.jpg"]), retries=0).type
         DataType(binary)
     """
     check_errors_mode(errors)
@@ -315,6 +328,7 @@ def register_writer(scheme: str, writer: Writer) -> None:
 
 
 def _write_local(url: str, data: bytes, overwrite: str, options: FetchOptions) -> bool:
+    check_local_allowed(url, options)
     path = unquote(urlparse(url).path) if url.startswith("file:") else url
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, exist_ok=True)
@@ -366,7 +380,8 @@ def upload(data: pa.Array, location: str, name: pa.Array | str | None = None, su
     Example:
         >>> import tempfile
         >>> d = tempfile.mkdtemp()
-        >>> upload(pa.array([b"abc"]), d, pa.array(["x"]), ".bin")[0].as_py() == d + "/x.bin"
+        >>> local = {"allow_local_files": True}
+        >>> upload(pa.array([b"abc"]), d, pa.array(["x"]), ".bin", storage_options=local)[0].as_py() == d + "/x.bin"
         True
     """
     check_errors_mode(errors)

@@ -40,7 +40,7 @@ def apply(op: Operator, col: Column, args: tuple[Any, ...] = (), kwargs: dict[st
     kwargs = dict(kwargs or {})
     options = None
     if op.storage_options:
-        options = StorageOptions.of(kwargs.pop("storage_options", None))
+        options = session_defaults(StorageOptions.of(kwargs.pop("storage_options", None)))
     flat = op.bind(*args, **kwargs)
     if op.wiring == "field":
         out = col
@@ -64,6 +64,17 @@ def apply(op: Operator, col: Column, args: tuple[Any, ...] = (), kwargs: dict[st
         out = fused_udf(steps, steps[-1][0].output_type)(root)
     out._mm_chain = (root, steps)
     return out
+
+
+def session_defaults(options: StorageOptions) -> StorageOptions:
+    """Storage options with the active session's defaults (``spark.sparkmm.allowLocalFiles``)."""
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.getActiveSession()
+    if spark is None or "allow_local_files" in options:
+        return options
+    allowed = (spark.conf.get("spark.sparkmm.allowLocalFiles", "false") or "false").lower() == "true"
+    return options.with_defaults(allow_local_files=allowed)
 
 
 def _run_steps(steps: tuple[Step, ...], value: Any) -> Any:

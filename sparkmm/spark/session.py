@@ -63,11 +63,16 @@ def session(profile: str = "local", remote: str | None = None, **overrides: str)
         return active
     remote = remote or os.environ.get("SPARK_REMOTE")
     if remote:
-        if remote.startswith("local"):
+        builder = SparkSession.builder.remote(remote)
+        if remote.startswith("local"):  # a Connect server on this machine, for this user
             _ensure_java()
             os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
             os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-        return SparkSession.builder.remote(remote).getOrCreate()
+            local = read_conf(CONF_DIR / f"{profile}.conf")
+            for key in ("spark.sparkmm.allowLocalFiles",):
+                if key in local:
+                    builder = builder.config(key, local[key])
+        return builder.getOrCreate()
     _ensure_java()
     conf = read_conf(CONF_DIR / f"{profile}.conf")
     conf.update(overrides)

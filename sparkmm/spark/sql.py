@@ -58,10 +58,14 @@ def function_ddl(op: Operator) -> str:
 
 def register(spark: SparkSession) -> list[str]:
     """Register every scalar operator as a SQL function; returns their names."""
+    from sparkmm.ops.storage import StorageOptions
+    from sparkmm.spark.accessors import session_defaults
+
     names = []
     for op in OPERATORS.values():
         if op.wiring != "field":
-            spark.udf.register(f"_{op.sql_name}", udf_for(op))
+            options = session_defaults(StorageOptions.of(None)) if op.storage_options else None
+            spark.udf.register(f"_{op.sql_name}", udf_for(op, options))
         spark.sql(function_ddl(op))
         names.append(op.sql_name)
     return names
