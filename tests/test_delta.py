@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pyarrow as pa
 import pytest
@@ -16,6 +18,15 @@ from sparkmm.delta import SchemaMismatchError
 
 def _rows(df, *cols):
     return sorted(tuple(r) for r in df.select(*cols).collect())
+
+
+def _run_script(tmp_path, source: str, *args: str) -> subprocess.CompletedProcess:
+    """Run a Spark job in its own Python process (its own session and settings)."""
+    script = tmp_path / "job.py"
+    script.write_text(source)
+    proc = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
 
 
 def _delta_rows(path, *cols, version=None):
@@ -46,14 +57,8 @@ def _delta_jars() -> list[str]:
 @pytest.mark.skipif(not _delta_jars(), reason="Delta's jars (io.delta:delta-spark) are not on this machine: Maven "
                                               "Central is unreachable here; spark-conf/delta.conf fetches them")
 def test_native_delta_spark_engine_writes_tables_deltalake_reads(tmp_path):
-    import subprocess
-    import sys
-
     path = str(tmp_path / "native")
-    script = tmp_path / "native.py"
-    script.write_text(DELTA_SPARK_SCRIPT)
-    proc = subprocess.run([sys.executable, str(script), path], capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = _run_script(tmp_path, DELTA_SPARK_SCRIPT, path)
     assert "ENGINE delta-spark 0" in proc.stdout
     assert _delta_rows(path, "id") == [(i,) for i in range(20)]
 
@@ -176,14 +181,8 @@ print("VERSION", result.version)
 
 
 def test_retried_tasks_write_no_duplicates(tmp_path):
-    import subprocess
-    import sys
-
     path = str(tmp_path / "r")
-    script = tmp_path / "retry.py"
-    script.write_text(RETRY_SCRIPT)
-    proc = subprocess.run([sys.executable, str(script), path], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = _run_script(tmp_path, RETRY_SCRIPT, path)
     assert "injected failure" in proc.stderr  # the first attempt really failed
     assert "VERSION 0" in proc.stdout
     assert _delta_rows(path, "id") == [(i,) for i in range(40)]
