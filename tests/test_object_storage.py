@@ -152,3 +152,28 @@ def test_listing_object_store_globs(spark, s3, photo_dir):
     assert len(photos) == len(list(photo_dir.iterdir()))
     both = sparkmm.read.files(spark, ["s3://media/photos/*.jpg", str(photo_dir / "*.png")], storage_options=s3.options)
     assert both.count() == len(list(photo_dir.iterdir()))
+
+
+def test_delta_tables_on_object_storage(spark, s3, photo_dir):
+    from deltalake import DeltaTable
+
+    from sparkmm.io.delta import deltalake_options
+
+    path = "s3://media/tables/photos"
+    df = (sparkmm.read.files(spark, str(photo_dir / "*"))
+          .select(F.element_at(F.split("path", "/"), -1).alias("id"),
+                  F.when(F.col("path").endswith(".png"), "png").otherwise("jpg").alias("kind"),
+                  F.col("path").image.load().image.resize((16, 16)).image.encode("PNG").alias("thumb")))
+    first = df.mm.write_delta(path, mode="overwrite", partition_by="kind", storage_options=s3.options)
+    assert (first.engine, first.version) == ("deltalake", 0)
+    more = spark.createDataFrame([("extra", "png", b"\x89PNG", 0.5)], "id string, kind string, thumb binary, score double")
+    assert more.mm.write_delta(path, partition_by="kind", storage_options=s3.options).version >= 1
+    table = DeltaTable(path, storage_options=deltalake_options(s3.options))
+    got = pa.table(table.to_pyarrow_table())
+    assert got.num_rows == len(list(photo_dir.iterdir())) + 1
+    want = {r.id: (r.kind, r.thumb) for r in df.collect()}
+    back = {r.id: (r.kind, r.thumb, r.score)
+            for r in sparkmm.delta.read(spark, path, storage_options=s3.options).collect()}
+    assert {k: v[:2] for k, v in back.items() if k != "extra"} == want
+    assert back["extra"] == ("png", b"\x89PNG", 0.5) and all(v[2] is None for k, v in back.items() if k != "extra")
+    assert sparkmm.delta.read(spark, path, version=0, storage_options=s3.options).count() == len(want)

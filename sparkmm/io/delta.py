@@ -8,6 +8,10 @@ Two engines, one table format:
   table in parallel (Spark's commit protocol keeps exactly one attempt of each task), and
   the driver commits them all in a single Delta transaction with the ``deltalake``
   library. A failed job commits nothing; its files are orphans that ``VACUUM`` removes.
+  On object stores (``s3://``, ``oss://``, ``tos://`` with ``storage_options``) the tasks
+  write Parquet objects themselves and read them back the same way, so no hadoop-aws is
+  needed; deltalake commits there without a lock (``AWS_S3_ALLOW_UNSAFE_RENAME``), so one
+  writer per table at a time, and an append that adds columns is two commits there.
 
 Example:
     >>> import sparkmm
@@ -93,12 +97,16 @@ def read(spark: SparkSession, path: str, version: int | None = None,
         return reader.load(path)
     from deltalake import DeltaTable
 
-    dt = DeltaTable(path, version=version, storage_options=storage_options)
+    local = _local(path)
+    dt = DeltaTable(local or path, version=version,
+                    storage_options=None if local else deltalake_options(storage_options))
     schema = from_arrow_schema(pa.schema(dt.schema().to_arrow()))
     parts = dt.metadata().partition_columns
     actions = pa.table(dt.get_add_actions(flatten=True)).to_pylist()
     if not actions:
         return spark.createDataFrame([], schema)
+    if not local:
+        return _read_store(spark, path, schema, parts, actions, storage_options)
     files = [_file_uri(path, a["path"]) for a in actions]
     data_schema = schema if not parts else type(schema)([f for f in schema.fields if f.name not in parts])
     df = spark.read.schema(data_schema).parquet(*files)
@@ -321,10 +329,9 @@ def _write_with_deltalake(df: DataFrame, path: str, mode: str, parts: list[str],
     from deltalake.transaction import create_table_with_add_actions
 
     local = _local(path)
-    if local is None:
-        raise NotImplementedError(f"the deltalake engine writes local tables here; object storage comes "
-                                  f"with sparkmm's object-storage support: {path}")
-    exists = DeltaTable.is_deltatable(local, storage_options)
+    location = local or path
+    dl_options = None if local else deltalake_options(storage_options)
+    exists = DeltaTable.is_deltatable(location, dl_options)
     if exists and mode == "error":
         raise FileExistsError(f"Delta table already exists at {path} (mode='error')")
     if exists and mode == "ignore":
@@ -332,7 +339,7 @@ def _write_with_deltalake(df: DataFrame, path: str, mode: str, parts: list[str],
         return WriteResult("deltalake", None, 0)
 
     arrow_schema = to_arrow_schema(df.schema, timezone="UTC")
-    table = DeltaTable(local, storage_options=storage_options) if exists else None
+    table = DeltaTable(location, storage_options=dl_options) if exists else None
     added: list[pa.Field] = []
     if table is not None:
         if table.metadata().partition_columns != parts and (mode == "append" or parts):
@@ -344,7 +351,33 @@ def _write_with_deltalake(df: DataFrame, path: str, mode: str, parts: list[str],
             added = [f for f in arrow_schema if f.name not in current.names]
 
     write_id = f"sparkmm-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}"
-    target = Path(local) / write_id
+    try:
+        files = (_spark_write_local(df, Path(local), write_id, parts) if local
+                 else _write_to_store(df, path, write_id, parts, storage_options))
+        if table is None:
+            create_table_with_add_actions(location, Schema.from_arrow(arrow_schema), [_add(f) for f in files],
+                                          mode="error", partition_by=parts or None, storage_options=dl_options)
+        elif added and local:
+            # deltalake's write transaction cannot change the schema: commit schema and files ourselves.
+            _commit_with_schema(local, files, added, merge_schema, mode, storage_options)
+        else:
+            if added:  # object stores: evolve first (a second commit; readers in between see null columns)
+                table.alter.add_columns(list(Schema.from_arrow(pa.schema(added)).fields))
+            table.create_write_transaction([_add(f) for f in files], mode=mode,
+                                           schema=Schema.from_arrow(arrow_schema), partition_by=parts or None)
+    except BaseException:
+        # Nothing was committed: drop this write's files (VACUUM would find them too).
+        if local:
+            shutil.rmtree(Path(local) / write_id, ignore_errors=True)
+        else:
+            _delete_prefix(path, write_id, storage_options)
+        raise
+    version = DeltaTable(location, storage_options=dl_options).version()
+    log.info("write_delta %s: engine=deltalake mode=%s version=%s files=%d", path, mode, version, len(files))
+    return WriteResult("deltalake", version, len(files))
+
+
+def _spark_write_local(df: DataFrame, table: Path, write_id: str, parts: list[str]) -> list["_File"]:
     spark = df.sparkSession
     previous = spark.conf.get("spark.sql.parquet.outputTimestampType", None)
     spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")  # what Delta readers expect
@@ -352,30 +385,136 @@ def _write_with_deltalake(df: DataFrame, path: str, mode: str, parts: list[str],
         writer = df.write.mode("error").option("compression", "snappy")
         if parts:
             writer = writer.partitionBy(*parts)
-        writer.parquet(str(target))
-        files = _written_files(Path(local), target, parts)
-        if table is None:
-            create_table_with_add_actions(local, Schema.from_arrow(arrow_schema), [_add(f) for f in files],
-                                          mode="error", partition_by=parts or None,
-                                          storage_options=storage_options)
-        elif added:
-            # deltalake's write transaction cannot change the schema: commit schema and files ourselves.
-            _commit_with_schema(local, files, added, merge_schema, mode, storage_options)
-        else:
-            table.create_write_transaction([_add(f) for f in files], mode=mode,
-                                           schema=Schema.from_arrow(arrow_schema), partition_by=parts or None)
-    except BaseException:
-        # Nothing was committed: drop this write's files (VACUUM would find them too).
-        shutil.rmtree(target, ignore_errors=True)
-        raise
+        writer.parquet(str(table / write_id))
     finally:
         if previous is None:
             spark.conf.unset("spark.sql.parquet.outputTimestampType")
         else:
             spark.conf.set("spark.sql.parquet.outputTimestampType", previous)
-    version = DeltaTable(local, storage_options=storage_options).version()
-    log.info("write_delta %s: engine=deltalake mode=%s version=%s files=%d", path, mode, version, len(files))
-    return WriteResult("deltalake", version, len(files))
+    return _written_files(table, table / write_id, parts)
+
+
+# ----------------------------------------------------------------------------- object stores
+
+_WRITTEN = "path string, size long, rows long, partition string"
+
+
+def deltalake_options(storage_options: dict | None) -> dict[str, str]:
+    """sparkmm storage options in the spelling deltalake's object store expects."""
+    from sparkmm.ops import s3
+    from sparkmm.ops.storage import StorageOptions
+
+    o = StorageOptions.of(storage_options)
+    out = {"AWS_REGION": str(o.get("region_name") or "us-east-1"),
+           # delta-rs needs a lock or conditional puts for concurrent writers on S3; sparkmm commits from
+           # one driver per table (see the note in the module docstring).
+           "AWS_S3_ALLOW_UNSAFE_RENAME": "true"}
+    endpoint = o.get("endpoint_url")
+    if endpoint:
+        out["AWS_ENDPOINT_URL"] = endpoint
+        if endpoint.startswith("http://"):
+            out["AWS_ALLOW_HTTP"] = "true"
+    if o.flag("anonymous"):
+        out["AWS_SKIP_SIGNATURE"] = "true"
+        return out
+    if o.get("role_arn") or o.get("profile"):  # resolve to (temporary) keys with sparkmm's own client
+        creds = s3.client(o)._request_signer._credentials.get_frozen_credentials()
+        out.update(AWS_ACCESS_KEY_ID=creds.access_key, AWS_SECRET_ACCESS_KEY=creds.secret_key)
+        if creds.token:
+            out["AWS_SESSION_TOKEN"] = creds.token
+        return out
+    for ours, theirs in (("aws_access_key_id", "AWS_ACCESS_KEY_ID"), ("aws_secret_access_key", "AWS_SECRET_ACCESS_KEY"),
+                         ("aws_session_token", "AWS_SESSION_TOKEN")):
+        if o.get(ours):
+            out[theirs] = str(o[ours])
+    return out
+
+
+def _write_to_store(df: DataFrame, table_url: str, write_id: str, parts: list[str],
+                    storage_options: dict | None) -> list["_File"]:
+    """Each task writes its rows as Parquet objects (one per partition value) under the table."""
+    from urllib.parse import quote
+
+    def task(batches):
+        import io as _io
+
+        from sparkmm.ops import s3
+        from sparkmm.ops.storage import StorageOptions
+
+        batches = list(batches)
+        if not batches or sum(b.num_rows for b in batches) == 0:
+            return
+        data = pa.Table.from_batches(batches)
+        groups = [((), data)]
+        if parts:
+            keys = list(zip(*[data.column(c).to_pylist() for c in parts]))
+            groups = []
+            for combo in dict.fromkeys(keys):
+                mask = pa.array([k == combo for k in keys])
+                groups.append((combo, data.filter(mask).drop_columns(parts)))
+        client = s3.client(StorageOptions.of(storage_options))
+        bucket, base = s3.split_url(table_url.rstrip("/") + "/_")
+        base = base[:-2]
+        for combo, rows in groups:
+            dirs = "".join(f"{c}={'__HIVE_DEFAULT_PARTITION__' if v is None else quote(str(v), safe='')}/"
+                           for c, v in zip(parts, combo))
+            rel = f"{write_id}/{dirs}part-{uuid.uuid4().hex}.snappy.parquet"
+            buf = _io.BytesIO()
+            pq.write_table(rows, buf, compression="snappy")
+            client.put_object(Bucket=bucket, Key=f"{base}/{rel}" if base else rel, Body=buf.getvalue())
+            values = {c: (None if v is None else str(v)) for c, v in zip(parts, combo)}
+            yield pa.RecordBatch.from_pylist([{"path": rel, "size": buf.tell(), "rows": rows.num_rows,
+                                               "partition": json.dumps(values)}])
+
+    rows = df.mapInArrow(task, _WRITTEN).collect()
+    return [_File(r.path, r.size, json.loads(r.partition), r.rows) for r in rows]
+
+
+def _delete_prefix(table_url: str, write_id: str, storage_options: dict | None) -> None:
+    from sparkmm.ops import s3
+    from sparkmm.ops.storage import StorageOptions
+
+    try:
+        client = s3.client(StorageOptions.of(storage_options))
+        bucket, key = s3.split_url(f"{table_url.rstrip('/')}/{write_id}/")
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
+            for obj in page.get("Contents", []):
+                client.delete_object(Bucket=bucket, Key=obj["Key"])
+    except Exception:  # best effort: VACUUM removes what is left
+        log.warning("could not delete the files of a failed write under %s/%s", table_url, write_id)
+
+
+def _read_store(spark: SparkSession, path: str, schema: StructType, parts: list[str], actions: list[dict],
+                storage_options: dict | None) -> DataFrame:
+    """Read the snapshot's Parquet objects in Python workers (no hadoop-aws needed)."""
+    arrow_schema = to_arrow_schema(schema, timezone="UTC")
+    table_url = path.rstrip("/")
+
+    def task(batches):
+        import io as _io
+
+        from sparkmm.ops import url as U
+        from sparkmm.ops.storage import StorageOptions
+
+        options = U.FetchOptions(storage_options=StorageOptions.of(storage_options))
+        for batch in batches:
+            for rel, values in zip(batch.column("file").to_pylist(), batch.column("partition").to_pylist()):
+                data = pq.read_table(_io.BytesIO(U.fetch_one(f"{table_url}/{rel}", options)))
+                values = json.loads(values)
+                columns = []
+                for f in arrow_schema:
+                    if f.name in parts:
+                        col = pa.array([values.get(f.name)] * data.num_rows, pa.string()).cast(f.type)
+                    elif f.name in data.column_names:
+                        col = data.column(f.name).cast(f.type)
+                    else:  # written before the column was added
+                        col = pa.nulls(data.num_rows, f.type)
+                    columns.append(col)
+                yield from pa.table(columns, schema=arrow_schema).to_batches()
+
+    files = [(unquote(a["path"]), json.dumps({c: a.get(f"partition.{c}") for c in parts})) for a in actions]
+    listing = spark.createDataFrame(files, "file string, partition string")
+    return listing.repartition(max(1, len(files))).mapInArrow(task, schema)
 
 
 @dataclass(frozen=True)
