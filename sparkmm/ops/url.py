@@ -297,8 +297,8 @@ def download(
     """Fetch the bytes behind paths and URLs (local, file://, http(s)://); null on failure.
 
     Example:
-        >>> download(pa.array(["https://example.invalid/a.jpg"]), retries=0).type
-        DataType(binary)
+        >>> download(pa.array([None], pa.string())).to_pylist()
+        [None]
     """
     check_errors_mode(errors)
     data, reasons = fetch(urls, max_connections=max_connections, timeout=timeout,
