@@ -40,7 +40,7 @@ def make_table(spark, path: str, rows: int) -> None:
 
     from pyspark.sql import functions as F
 
-    import sparkmm
+    import sparkmm  # noqa: F401  (installs df.mm)
     from sparkmm.jobs.samples import sample_photos
 
     photos = [Image.open(p).convert("RGB") for p in sample_photos()]

@@ -40,7 +40,7 @@ def _wait(url: str, proc: subprocess.Popen) -> None:
             return
         except Exception:
             if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"server at {url} did not start")
+                raise RuntimeError(f"server at {url} did not start") from None
             time.sleep(0.2)
 
 

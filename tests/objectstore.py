@@ -31,7 +31,7 @@ class MotoServer:
                 break
             except Exception:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError("moto_server did not start")
+                    raise RuntimeError("moto_server did not start") from None
                 time.sleep(0.2)
         self.options = {"endpoint_url": self.endpoint, "aws_access_key_id": "testing",
                         "aws_secret_access_key": "testing-secret", "region_name": "us-east-1"}

@@ -9,7 +9,6 @@ import sys
 import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
-from pyspark.errors import PythonException
 from pyspark.sql import functions as F
 
 import sparkmm
@@ -252,14 +251,14 @@ def test_add_columns_labels_in_place_with_one_commit(spark, tmp_path, photo_dir)
     assert [h["operation"] for h in after.history()][0] == "ADD COLUMNS"
     rows = _delta_rows(path, "id", "kind", "jpg", "score", "tag")
     assert len(rows) == len(list(photo_dir.iterdir())) + 3
-    for id_, kind, jpg, sc, tag in rows:
+    for _, _, jpg, sc, tag in rows:
         assert sc == len(jpg) / 1000.0 and tag == ("big" if len(jpg) > 20000 else "small")
-    assert _delta_file_order(path, new=True) == order_before  # row order kept inside each file
+    assert _delta_file_order(path) == order_before  # row order kept inside each file
     spark_rows = _rows(sparkmm.delta.read(spark, path), "id", "kind", "jpg", "score", "tag")
     assert spark_rows == rows
 
 
-def _delta_file_order(path, new=False):
+def _delta_file_order(path):
     """ids in file order, per file, keyed by the file's partition and position in the log."""
     import pyarrow.parquet as pq
 
