@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import math
 import struct
 import warnings
@@ -62,6 +61,7 @@ from sparkmm.errors import SparkmmError, check_errors_mode, reason
 from sparkmm.ops import url as _url
 from sparkmm.ops.registry import ERRORS, Param, operator
 from sparkmm.ops.storage import StorageOptions
+from sparkmm.ops.value import LazyValues, Meta, steps
 
 Image.MAX_IMAGE_PIXELS = None  # sparkmm enforces its own, per-call max_pixels limit
 
@@ -74,7 +74,7 @@ META_TYPE = pa.struct([
     ("size", pa.int64()), ("orientation", pa.int32()), ("ops", pa.string()), ("error", pa.string()),
     ("source", pa.string()),
 ])
-IMAGE_TYPE = pa.struct([("data", pa.binary()), ("meta", META_TYPE)])
+IMAGE_TYPE = pa.struct([("data", pa.binary()), ("meta", META_TYPE)])  # = LazyValues(META_TYPE).value_type
 META_FIELDS = [f.name for f in META_TYPE]
 
 DEFAULT_MAX_PIXELS = 89_478_485  # PIL's own default bomb limit
@@ -98,52 +98,10 @@ _UNSUPPORTED_MAGIC = (
 
 # --------------------------------------------------------------------------- values
 
-Meta = dict[str, Any]
-
-
-def _bad(error: str, size: int | None = None) -> Meta:
-    m = dict.fromkeys(META_FIELDS)
-    m["error"], m["size"] = error, size
-    return m
-
-
-def _metas(images: pa.Array) -> list[Meta | None]:
-    """The descriptors of an image-value (or bare meta) array, without touching the bytes."""
-    if isinstance(images, pa.ChunkedArray):
-        images = images.combine_chunks()
-    meta = images.field("meta") if images.type.get_field_index("data") >= 0 else images
-    valid = images.is_valid().to_pylist()
-    return [m if ok else None for m, ok in zip(meta.to_pylist(), valid)]
-
-
-def _values(images: pa.Array) -> tuple[list[bytes | None] | None, list[Meta | None]]:
-    """Split an image-value array (or a bare meta array) into python data and metas."""
-    if isinstance(images, pa.ChunkedArray):
-        images = images.combine_chunks()
-    data = images.field("data").to_pylist() if images.type.get_field_index("data") >= 0 else None
-    return data, _metas(images)
-
-
-def _meta_array(metas: list[Meta | None]) -> pa.Array:
-    return pa.array(metas, META_TYPE)
-
-
-def _image_array(data: pa.Array | list[bytes | None], metas: list[Meta | None]) -> pa.Array:
-    # An Arrow input array is reused as the data child without copying the bytes.
-    data = data.cast(pa.binary()) if isinstance(data, pa.Array) else pa.array(data, pa.binary())
-    mask = pa.array([m is None for m in metas])
-    return pa.StructArray.from_arrays(
-        [data, _meta_array([m or dict.fromkeys(META_FIELDS) for m in metas])],
-        fields=list(IMAGE_TYPE), mask=mask)
-
-
-def _like_input(images: pa.Array, metas: list[Meta | None]) -> pa.Array:
-    """Return new metas in the shape of the input: a bare meta array or a full value."""
-    if isinstance(images, pa.ChunkedArray):
-        images = images.combine_chunks()
-    if images.type.get_field_index("data") < 0:
-        return _meta_array(metas)
-    return _image_array(images.field("data"), metas)  # the bytes are reused, not copied
+_V = LazyValues(META_TYPE)
+_bad, _metas, _values, _image_array, _like_input, _append = (
+    _V.bad, _V.metas, _V.split, _V.build, _V.like_input, _V.append)
+_steps = steps
 
 
 # --------------------------------------------------------------------------- decode
@@ -350,22 +308,6 @@ error = _property("error", "STRING", "Why the row is bad ('<category>: <detail>'
 
 
 # --------------------------------------------------------------------------- lazy steps
-
-
-def _steps(m: Meta) -> list[list[Any]]:
-    return json.loads(m["ops"] or "[]")
-
-
-def _append(metas: list[Meta | None], step: Callable[[Meta], tuple[list[Any], dict[str, Any]]]) -> list[Meta | None]:
-    out: list[Meta | None] = []
-    for m in metas:
-        if m is None or m.get("error"):
-            out.append(m)
-            continue
-        op, changes = step(m)
-        m = {**m, **changes, "ops": json.dumps(_steps(m) + [op], separators=(",", ":"))}
-        out.append(m)
-    return out
 
 
 def fit_size(width: int, height: int, box: tuple[int, int]) -> tuple[int, int]:
