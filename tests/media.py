@@ -66,3 +66,25 @@ def jpeg_bytes(size=(64, 48), color=(10, 200, 30)) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", size, color).save(buf, "JPEG")
     return buf.getvalue()
+
+
+def encode_audio(fmt: str, codec: str, rate: int = 22050, channels: int = 2, seconds: float = 1.5) -> bytes:
+    """A 440 Hz tone encoded with PyAV (any container/codec its ffmpeg has)."""
+    import av
+    import numpy as np
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format=fmt) as out:
+        stream = out.add_stream(codec, rate=rate, layout="stereo" if channels == 2 else "mono")
+        t = np.arange(int(rate * seconds)) / rate
+        tone = np.stack([(0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)] * channels)
+        frame = av.AudioFrame.from_ndarray(tone, format="fltp", layout="stereo" if channels == 2 else "mono")
+        frame.sample_rate = rate
+        resampler = av.AudioResampler(format=stream.codec_context.format, layout=stream.codec_context.layout,
+                                      rate=rate, frame_size=stream.codec_context.frame_size or None)
+        for f in resampler.resample(frame) + resampler.resample(None):
+            for packet in stream.encode(f):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return buf.getvalue()

@@ -1,6 +1,6 @@
-"""Engine-free kernels (no Spark import): ``url`` and ``image``; see ``registry`` for the catalog."""
+"""Engine-free kernels (no Spark import): ``url``, ``image``, ``audio``; see ``registry`` for the catalog."""
 
-from sparkmm.ops import image, url
+from sparkmm.ops import audio, image, url
 from sparkmm.ops.registry import OPERATORS, Operator
 
-__all__ = ["OPERATORS", "Operator", "image", "url"]
+__all__ = ["OPERATORS", "Operator", "audio", "image", "url"]

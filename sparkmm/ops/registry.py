@@ -82,6 +82,14 @@ class Operator:
         return f"{self.accessor}.{self.name}"
 
     @property
+    def meta_type(self) -> str:
+        """DDL of the descriptor of the value this operator returns (lazy image/audio values)."""
+        prefix = "STRUCT<data: BINARY, meta: "
+        if not self.output_type.startswith(prefix):
+            raise TypeError(f"{self.key} does not return a media value")
+        return self.output_type[len(prefix):-1]
+
+    @property
     def sql_name(self) -> str:
         return f"mm_{self.accessor}_{self.name}"
 

@@ -26,7 +26,6 @@ import pyarrow as pa
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
-from sparkmm.ops.image import META_DDL
 from sparkmm.ops.registry import OPERATORS, Operator
 from sparkmm.ops.storage import StorageOptions
 from sparkmm.spark.udfs import udf_for
@@ -57,7 +56,7 @@ def apply(op: Operator, col: Column, args: tuple[Any, ...] = (), kwargs: dict[st
     root, steps = chain
     steps = steps + ((op, tuple(flat), options),)
     if all(step[0].wiring == "meta" for step in steps):  # still lazy: fuse on the descriptor only
-        meta = fused_udf(steps, META_DDL)(root.getField("meta"))
+        meta = fused_udf(steps, op.meta_type)(root.getField("meta"))
         out = F.when(root.isNull(), F.lit(None)).otherwise(
             F.struct(root.getField("data").alias("data"), meta.alias("meta")))
     else:
@@ -151,7 +150,13 @@ class ImageAccessor(_Accessor):
     _name = "image"
 
 
+class AudioAccessor(_Accessor):
+    """``F.col(c).audio``: decode, load, properties, resample, to_mono, samples, ..."""
+
+    _name = "audio"
+
+
 def install() -> None:
     """Attach the accessors to pyspark's Column (classic and Connect)."""
-    for name, cls in (("url", UrlAccessor), ("image", ImageAccessor)):
+    for name, cls in (("url", UrlAccessor), ("image", ImageAccessor), ("audio", AudioAccessor)):
         setattr(Column, name, property(lambda self, _cls=cls: _cls(self), doc=cls.__doc__))

@@ -44,13 +44,13 @@ class MMAccessor:
     def error_summary(self, *columns: str) -> DataFrame:
         """Count failed rows per column and reason category, with one example each.
 
-        Works on image values (their ``error``) and on string columns holding reasons.
-        Columns default to every image-valued column of the frame.
+        Works on image and audio values (their ``error``) and on string columns holding reasons.
+        Columns default to every media-valued column of the frame.
         """
         if not columns:
             columns = tuple(f.name for f in self._df.schema.fields if _is_image(f.dataType))
         if not columns:
-            raise ValueError("no image columns found; name the columns to summarise")
+            raise ValueError("no image or audio columns found; name the columns to summarise")
         parts = []
         for c in columns:
             field = self._df.schema[c]

@@ -15,7 +15,6 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from sparkmm.ops.image import IMAGE_DDL
 from sparkmm.ops.registry import OPERATORS, REQUIRED, Operator
 from sparkmm.spark.udfs import udf_for
 
@@ -32,9 +31,9 @@ def _sql_literal(value: Any, typ: str) -> str:
 
 def function_ddl(op: Operator) -> str:
     """The CREATE TEMPORARY FUNCTION statement for one operator."""
-    # "meta" kernels read only the descriptor, but the SQL function takes the whole image value.
-    value_type = IMAGE_DDL if op.wiring == "meta" else op.input_type
-    arg = "img" if value_type == IMAGE_DDL else "value"
+    # "meta" kernels read only the descriptor, but the SQL function takes the whole media value.
+    value_type = op.output_type if op.wiring == "meta" else op.input_type
+    arg = "value"
     params = [f"{arg} {value_type}"]
     names = []
     for name, typ, default in op.sql_args():

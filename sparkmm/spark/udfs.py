@@ -18,7 +18,6 @@ from typing import Any
 import pyarrow as pa
 from pyspark.sql.functions import arrow_udf
 
-from sparkmm.ops.image import META_DDL
 from sparkmm.ops.registry import Operator
 from sparkmm.ops.storage import StorageOptions
 
@@ -70,7 +69,7 @@ def _shape(op: Operator, out: pa.Array) -> pa.Array:
 
 
 def udf_return_type(op: Operator) -> str:
-    return META_DDL if op.wiring in ("meta", "decode") else op.output_type
+    return op.meta_type if op.wiring in ("meta", "decode") else op.output_type
 
 
 @lru_cache(maxsize=256)
