@@ -48,13 +48,13 @@ class MMAccessor:
         Columns default to every media-valued column of the frame.
         """
         if not columns:
-            columns = tuple(f.name for f in self._df.schema.fields if _is_image(f.dataType))
+            columns = tuple(f.name for f in self._df.schema.fields if _is_media(f.dataType))
         if not columns:
             raise ValueError("no image or audio columns found; name the columns to summarise")
         parts = []
         for c in columns:
             field = self._df.schema[c]
-            err = F.col(c).getField("meta").getField("error") if _is_image(field.dataType) else F.col(c)
+            err = F.col(c).getField("meta").getField("error") if _is_media(field.dataType) else F.col(c)
             parts.append(self._df.select(F.lit(c).alias("column"), err.alias("error")))
         rows = parts[0]
         for p in parts[1:]:
@@ -66,7 +66,7 @@ class MMAccessor:
                 .orderBy(F.col("rows").desc(), "column", "reason"))
 
 
-def _is_image(dtype) -> bool:
+def _is_media(dtype) -> bool:
     from pyspark.sql.types import StructType
 
     return (isinstance(dtype, StructType) and dtype.fieldNames() == ["data", "meta"]
