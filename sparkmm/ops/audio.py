@@ -40,7 +40,7 @@ from sparkmm.errors import SparkmmError, check_errors_mode, reason
 from sparkmm.ops import url as _url
 from sparkmm.ops.registry import ERRORS, Param, operator
 from sparkmm.ops.storage import StorageOptions
-from sparkmm.ops.value import LazyValues, Meta, steps
+from sparkmm.ops.value import LazyValues, Meta, property_operator, raise_bad, steps
 
 META_DDL = ("STRUCT<format: STRING, codec: STRING, sample_rate: INT, channels: INT, duration: DOUBLE, "
             "size: BIGINT, ops: STRING, error: STRING, source: STRING>")
@@ -100,7 +100,7 @@ def decode(data: pa.Array, max_duration_sec: float | None = DEFAULT_MAX_DURATION
     data = data.combine_chunks() if isinstance(data, pa.ChunkedArray) else data
     metas = [None if b is None else probe(io.BytesIO(b), len(b), max_duration_sec) for b in data.to_pylist()]
     if errors == "raise":
-        _raise_bad(metas, None, "audio decode")
+        raise_bad(metas, None, "audio decode")
     return _V.build(data, metas)
 
 
@@ -142,26 +142,12 @@ def load(urls: pa.Array, max_connections: int = 16, timeout: float = 30.0, retri
                 m["source"] = u
             metas.append(m)
     if errors == "raise":
-        _raise_bad(metas, values, "audio load")
+        raise_bad(metas, values, "audio load")
     return _V.build(data, metas)
 
 
-def _raise_bad(metas: list[Meta | None], sources: list[Any] | None, what: str) -> None:
-    for i, m in enumerate(metas):
-        if m is not None and m.get("error"):
-            name = repr(sources[i]) if sources is not None else f"row {i} of the batch"
-            raise SparkmmError(f"{what} failed for {name}: {m['error']}")
-
-
 def _property(name: str, ddl: str, doc: str):
-    def prop(values: pa.Array) -> pa.Array:
-        values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
-        meta = values.field("meta") if values.type.get_field_index("data") >= 0 else values
-        out = meta.field(name)
-        return pa.compute.if_else(values.is_valid(), out, pa.scalar(None, out.type))
-
-    prop.__name__, prop.__doc__ = name, doc
-    return operator("audio", wiring="field", input_type=AUDIO_DDL, output_type=ddl, field_path=("meta", name))(prop)
+    return property_operator("audio", AUDIO_DDL, name, ddl, doc)
 
 
 channels = _property("channels", "INT", "Number of channels (after pending steps).")

@@ -51,7 +51,7 @@ import io
 import math
 import struct
 import warnings
-from typing import Any, BinaryIO, Callable, Iterable
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
 import pyarrow as pa
@@ -61,7 +61,7 @@ from sparkmm.errors import SparkmmError, check_errors_mode, reason
 from sparkmm.ops import url as _url
 from sparkmm.ops.registry import ERRORS, Param, operator
 from sparkmm.ops.storage import StorageOptions
-from sparkmm.ops.value import LazyValues, Meta, steps
+from sparkmm.ops.value import LazyValues, Meta, property_operator, raise_bad, steps
 
 Image.MAX_IMAGE_PIXELS = None  # sparkmm enforces its own, per-call max_pixels limit
 
@@ -177,13 +177,6 @@ DECODE_PARAMS = (
 )
 
 
-def _raise_bad(metas: Iterable[Meta | None], sources: list[Any] | None, what: str) -> None:
-    for i, m in enumerate(metas):
-        if m is not None and m.get("error"):
-            name = repr(sources[i]) if sources is not None else f"row {i} of the batch"
-            raise SparkmmError(f"{what} failed for {name}: {m['error']}")
-
-
 @operator("image", wiring="decode", input_type="BINARY", output_type=IMAGE_DDL,
           params=DECODE_PARAMS + (ERRORS,))
 def decode(data: pa.Array, max_pixels: int = DEFAULT_MAX_PIXELS, validate: str = "header",
@@ -199,7 +192,7 @@ def decode(data: pa.Array, max_pixels: int = DEFAULT_MAX_PIXELS, validate: str =
         data = data.combine_chunks()
     metas = [header(b, max_pixels, validate) for b in data.to_pylist()]
     if errors == "raise":
-        _raise_bad(metas, None, "image decode")
+        raise_bad(metas, None, "image decode")
     return _image_array(data, metas)
 
 
@@ -247,7 +240,7 @@ def load(urls: pa.Array, max_connections: int = 16, timeout: float = 30.0, retri
             m["source"] = u
         metas.append(m)
     if errors == "raise":
-        _raise_bad(metas, values, "image load")
+        raise_bad(metas, values, "image load")
     return _image_array(data, metas)
 
 
@@ -274,29 +267,15 @@ def from_base64(text: pa.Array, max_pixels: int = DEFAULT_MAX_PIXELS, validate: 
             continue
         raw.append(b), metas.append(header(b, max_pixels, validate))
     if errors == "raise":
-        _raise_bad(metas, None, "image from_base64")
+        raise_bad(metas, None, "image from_base64")
     return _image_array(raw, metas)
 
 
 # --------------------------------------------------------------------------- properties
 
 
-def _field(images: pa.Array, name: str) -> pa.Array:
-    if isinstance(images, pa.ChunkedArray):
-        images = images.combine_chunks()
-    meta = images.field("meta") if images.type.get_field_index("data") >= 0 else images
-    out = meta.field(name)
-    # a null image value has null properties, whatever its children hold
-    return pa.compute.if_else(images.is_valid(), out, pa.scalar(None, out.type))
-
-
 def _property(name: str, ddl: str, doc: str) -> Callable[[pa.Array], pa.Array]:
-    def prop(images: pa.Array) -> pa.Array:
-        return _field(images, name)
-
-    prop.__name__, prop.__doc__ = name, doc
-    return operator("image", wiring="field", input_type=IMAGE_DDL, output_type=ddl,
-                    field_path=("meta", name))(prop)
+    return property_operator("image", IMAGE_DDL, name, ddl, doc)
 
 
 width = _property("width", "INT", "Width in pixels (after pending steps).")

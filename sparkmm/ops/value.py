@@ -15,9 +15,12 @@ Example:
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import pyarrow as pa
+
+from sparkmm.errors import SparkmmError
+from sparkmm.ops.registry import operator
 
 Meta = dict[str, Any]
 Step = Callable[[Meta], tuple[list[Any], dict[str, Any]]]
@@ -77,6 +80,31 @@ class LazyValues:
             op, changes = step(m)
             out.append({**m, **changes, "ops": json.dumps(steps(m) + [op], separators=(",", ":"))})
         return out
+
+
+def field(values: pa.Array, name: str) -> pa.Array:
+    """One descriptor field of a value (or bare meta) array; null where the value is null."""
+    values = _combined(values)
+    meta = values.field("meta") if values.type.get_field_index("data") >= 0 else values
+    out = meta.field(name)
+    return pa.compute.if_else(values.is_valid(), out, pa.scalar(None, out.type))
+
+
+def property_operator(accessor: str, value_ddl: str, name: str, ddl: str, doc: str) -> Callable[[pa.Array], pa.Array]:
+    """Register ``<accessor>.<name>``: a descriptor field, read in the JVM by the Spark layer."""
+    def prop(values: pa.Array) -> pa.Array:
+        return field(values, name)
+
+    prop.__name__, prop.__doc__ = name, doc
+    return operator(accessor, wiring="field", input_type=value_ddl, output_type=ddl, field_path=("meta", name))(prop)
+
+
+def raise_bad(metas: Iterable[Meta | None], sources: list[Any] | None, what: str) -> None:
+    """With ``errors="raise"``: fail on the first bad row, naming its source (or its position)."""
+    for i, m in enumerate(metas):
+        if m is not None and m.get("error"):
+            name = repr(sources[i]) if sources is not None else f"row {i} of the batch"
+            raise SparkmmError(f"{what} failed for {name}: {m['error']}")
 
 
 def steps(m: Meta) -> list[list[Any]]:
