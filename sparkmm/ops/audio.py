@@ -138,8 +138,7 @@ def load(urls: pa.Array, max_connections: int = 16, timeout: float = 30.0, retri
                 continue
             with f:
                 m = probe(f, size, max_duration_sec)
-            if m["error"] is None:
-                m["source"] = u
+            m["source"] = u  # bad rows keep it too, so reasons name their file
             metas.append(m)
     if errors == "raise":
         raise_bad(metas, values, "audio load")
@@ -185,14 +184,19 @@ def to_mono(values: pa.Array) -> pa.Array:
     return _V.like_input(values, _V.append(_V.metas(values), lambda m: (["to_mono"], {"channels": 1})))
 
 
+def source_bytes(data: bytes | None, m: Meta) -> bytes:
+    """The encoded bytes of a value: ``data``, or the local file it refers to (vetted at load)."""
+    if data is not None:
+        return data
+    vetted = _url.FetchOptions(retries=1, storage_options=StorageOptions.of({"allow_local_files": True}))
+    return _url.fetch_one(m["source"], vetted)
+
+
 def decode_samples(data: bytes | None, m: Meta) -> np.ndarray:
     """Decode once and apply the pending steps: float32 array of shape (channels, samples) in [-1, 1]."""
     import av
 
-    raw = data
-    if raw is None:
-        vetted = _url.FetchOptions(retries=1, storage_options=StorageOptions.of({"allow_local_files": True}))
-        raw = _url.fetch_one(m["source"], vetted)
+    raw = source_bytes(data, m)
     layout = "mono" if m["channels"] == 1 else None
     resampler = av.AudioResampler(format="fltp", layout=layout, rate=m["sample_rate"])
     chunks = []

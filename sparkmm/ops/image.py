@@ -236,8 +236,7 @@ def load(urls: pa.Array, max_connections: int = 16, timeout: float = 30.0, retri
             continue
         with f:
             m = read_header(f, size, max_pixels, validate)
-        if m["error"] is None:
-            m["source"] = u
+        m["source"] = u  # bad rows keep it too, so reasons name their file
         metas.append(m)
     if errors == "raise":
         raise_bad(metas, values, "image load")

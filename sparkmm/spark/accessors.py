@@ -151,7 +151,7 @@ class ImageAccessor(_Accessor):
 
 
 class AudioAccessor(_Accessor):
-    """``F.col(c).audio``: decode, load, properties, resample, to_mono, samples, ..."""
+    """``F.col(c).audio``: decode, load, properties, resample, to_mono, samples, vad_detect, detect_language, transcribe."""
 
     _name = "audio"
 

@@ -44,17 +44,24 @@ class MMAccessor:
     def error_summary(self, *columns: str) -> DataFrame:
         """Count failed rows per column and reason category, with one example each.
 
-        Works on image and audio values (their ``error``) and on string columns holding reasons.
-        Columns default to every media-valued column of the frame.
+        Works on image and audio values (their ``error``), on model outputs with an ``error`` field
+        (transcripts, languages) and on string columns holding reasons. Columns default to every
+        such column of the frame.
         """
         if not columns:
-            columns = tuple(f.name for f in self._df.schema.fields if _is_media(f.dataType))
+            columns = tuple(f.name for f in self._df.schema.fields
+                            if _is_media(f.dataType) or _has_error(f.dataType))
         if not columns:
-            raise ValueError("no image or audio columns found; name the columns to summarise")
+            raise ValueError("no image, audio or model-output columns found; name the columns to summarise")
         parts = []
         for c in columns:
-            field = self._df.schema[c]
-            err = F.col(c).getField("meta").getField("error") if _is_media(field.dataType) else F.col(c)
+            dtype = self._df.schema[c].dataType
+            if _is_media(dtype):
+                err = F.col(c).getField("meta").getField("error")
+            elif _has_error(dtype):
+                err = F.col(c).getField("error")
+            else:
+                err = F.col(c)
             parts.append(self._df.select(F.lit(c).alias("column"), err.alias("error")))
         rows = parts[0]
         for p in parts[1:]:
@@ -71,6 +78,13 @@ def _is_media(dtype) -> bool:
 
     return (isinstance(dtype, StructType) and dtype.fieldNames() == ["data", "meta"]
             and "ops" in dtype["meta"].dataType.fieldNames())
+
+
+def _has_error(dtype) -> bool:
+    from pyspark.sql.types import StringType, StructType
+
+    return (isinstance(dtype, StructType) and "error" in dtype.fieldNames()
+            and isinstance(dtype["error"].dataType, StringType))
 
 
 def install() -> None:
