@@ -19,8 +19,9 @@ from pyspark.sql import functions as F
 
 from media import ASTERISK, LIBRIVOX, encode_audio, espeak, longest_prompts, pad_with_silence
 from sparkmm.errors import SparkmmError
+from sparkmm.models import whisper
 from sparkmm.ops import audio as A
-from sparkmm.ops import speech, whisper
+from sparkmm.ops import speech
 
 LOCAL = {"allow_local_files": True}
 FOX = "The quick brown fox jumps over the lazy dog. Spark turns millions of images into training data."
@@ -183,7 +184,7 @@ def test_spark_accessor_and_sql_with_one_model_load_per_worker(spark, speech_dir
 
         import pyarrow as pa
 
-        from sparkmm.ops.models import LOADS as loads
+        from sparkmm.models.cache import LOADS as loads
 
         n = sum(v for k, v in loads.items() if k[0] == "whisper")
         return pa.array([f"{os.getpid()}:{n}"] * len(transcripts))

@@ -29,9 +29,9 @@ import numpy as np
 import pyarrow as pa
 
 from sparkmm.errors import SparkmmError, check_errors_mode, reason
+from sparkmm.models import whisper
+from sparkmm.models.cache import prefetch
 from sparkmm.ops import audio as _audio
-from sparkmm.ops import whisper
-from sparkmm.ops.models import prefetch
 from sparkmm.ops.registry import ERRORS, Param, operator
 from sparkmm.ops.value import LazyValues
 

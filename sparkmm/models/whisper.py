@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from sparkmm.errors import SparkmmError
-from sparkmm.ops.models import Placement, choose_placement, load_once
+from sparkmm.models.cache import Placement, choose_placement, load_once
 
 # Size names faster-whisper knows (its hub aliases).
 SIZE_NAMES = {"tiny", "tiny.en", "base", "base.en", "small", "small.en", "distil-small.en", "medium", "medium.en",
@@ -137,7 +137,7 @@ def _cuda_devices() -> int:
 
 
 def placement(device: str = "auto", threads: int = 0) -> Placement:
-    """Where whisper runs in this task (see :func:`sparkmm.ops.models.choose_placement`)."""
+    """Where whisper runs in this task (see :func:`sparkmm.models.cache.choose_placement`)."""
     return choose_placement(device, _cuda_devices, threads)
 
 
