@@ -46,6 +46,9 @@ stamp=.venv/.sparkmm-installed
 want=$(cat pyproject.toml scripts/install.sh | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
+  # torch first, pinned to the CPU build this project's index carries: any other version pulls
+  # gigabytes of CUDA packages. GPU clusters install their own torch and skip this script.
+  .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install -q "torch==2.13.0"
   .venv/bin/python -m pip install -q -e ".[dev,bench]"
   echo "$want" > "$stamp"
 fi
