@@ -90,6 +90,14 @@ class Preprocessing:
             im.load()
         return im
 
+    def stack(self, flat: Sequence[np.ndarray]) -> np.ndarray:
+        """Flattened inputs (as they travel between Spark stages) back into one model batch."""
+        w, h = self.crop or self.size or (None, None)
+        if w is None:
+            raise ValueError("inputs of variable size (no size or crop) cannot be stacked")
+        shape = (3, h, w) if self.layout == "CHW" else (h, w, 3)
+        return np.stack([np.asarray(x, np.float32).reshape(shape) for x in flat])
+
     def __call__(self, im: Image.Image) -> np.ndarray:
         x = np.asarray(self.resize(im), dtype=np.float32)
         if self.channels == "BGR":

@@ -65,6 +65,33 @@ def _pixels(b: bytes | None, m: dict, prep: vision.Preprocessing) -> Image.Image
     return _image.materialize(b, m)[0]
 
 
+def model_inputs(paths: list[str | None], prep: vision.Preprocessing,
+                 storage_options: dict | None = None) -> tuple[list[np.ndarray | None], list[str | None]]:
+    """Load images by path and preprocess them for a model: flat float32 arrays, and reasons for bad rows.
+
+    Example:
+        >>> x, why = model_inputs(["/no/such.jpg"], vision.EfficientNetLite0.preprocessing)
+        >>> x, why
+        ([None], ['not_found: /no/such.jpg'])
+    """
+    values = _image.load(pa.array(paths, pa.string()), storage_options=storage_options or {"allow_local_files": True})
+    data, metas = _V.split(values)
+    pixels: list[np.ndarray | None] = []
+    errors: list[str | None] = []
+    for b, m in zip(data, metas):
+        if m is None or m.get("error"):
+            pixels.append(None)
+            errors.append(None if m is None else m["error"])
+            continue
+        try:
+            pixels.append(prep(_pixels(b, m, prep)).ravel())
+            errors.append(None)
+        except Exception as e:  # a bad file gives a reason, never a failed batch
+            pixels.append(None)
+            errors.append(str(e) if isinstance(e, _image.RowError) else reason("decode_failed", f"{type(e).__name__}: {e}"))
+    return pixels, errors
+
+
 def _infer(images: pa.Array, errors: str, what: str, model: Any,
            forward: Callable[[np.ndarray], np.ndarray], batch_size: int) -> tuple[list[Any], int]:
     """Run ``forward`` over the good rows; returns per-row outputs (None for bad rows) and the row count."""

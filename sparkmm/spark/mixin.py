@@ -41,6 +41,20 @@ class MMAccessor:
 
         return write(self._df, path, mode, partition_by, merge_schema, storage_options)
 
+    def apply_chunk(self, fn, output_schema: str, batch_rows: int = 1024, gpus: float = 0.0) -> DataFrame:
+        """Run ``fn(pandas.DataFrame) -> pandas.DataFrame`` on chunks of ``batch_rows`` rows (MaxFrame's
+        apply_chunk); ``output_schema`` is the DDL of what it returns; ``gpus`` > 0 makes it a GPU stage."""
+        from sparkmm.spark.inference import run_stage
+
+        return run_stage(self._df, fn, output_schema, batch_rows, gpus, what="apply_chunk")
+
+    def apply_operator(self, op, args: dict | None = None, batch_rows: int = 256) -> DataFrame:
+        """Run an operator package (``sparkmm.udfs.load(path, args)`` or its path): PreProcess and
+        PostProcess in CPU stages, Process in the inference stage (see ``sparkmm.udfs``)."""
+        from sparkmm import udfs
+
+        return udfs.apply(self._df, op, args, batch_rows)
+
     def error_summary(self, *columns: str) -> DataFrame:
         """Count failed rows per column and reason category, with one example each.
 
