@@ -156,7 +156,14 @@ class AudioAccessor(_Accessor):
     _name = "audio"
 
 
+class VideoAccessor(_Accessor):
+    """``F.col(c).video``: decode, load, probe and properties, frames, audio (the audio track as an audio value)."""
+
+    _name = "video"
+
+
 def install() -> None:
     """Attach the accessors to pyspark's Column (classic and Connect)."""
-    for name, cls in (("url", UrlAccessor), ("image", ImageAccessor), ("audio", AudioAccessor)):
+    for name, cls in (("url", UrlAccessor), ("image", ImageAccessor), ("audio", AudioAccessor),
+                      ("video", VideoAccessor)):
         setattr(Column, name, property(lambda self, _cls=cls: _cls(self), doc=cls.__doc__))

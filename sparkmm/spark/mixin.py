@@ -86,6 +86,26 @@ class MMAccessor:
                 .agg(F.count(F.lit(1)).alias("rows"), F.first("error").alias("example"))
                 .orderBy(F.col("rows").desc(), "column", "reason"))
 
+    def extract_frames(self, column: str, fps: float | None = None, mode: str = "all",
+                       size: tuple[int, int] | None = None, max_frames: int | None = None,
+                       start: float | None = None, end: float | None = None, **kwargs) -> DataFrame:
+        """One row per frame of the video values in ``column`` (see ``sparkmm.spark.frames.extract_frames``).
+
+        Example: ``df.mm.extract_frames("video", fps=1.0, mode="keyframes", size=(224, 224))``
+        """
+        from sparkmm.spark.frames import extract_frames
+
+        return extract_frames(self._df, column, fps, mode, size, max_frames, start, end, **kwargs)
+
+    def summarize_frames(self, by: str | list[str], scores=(), labels=(), conditions=None, **kwargs) -> DataFrame:
+        """One row per video from frame results: score mean/max, majority label, first/last time of a condition.
+
+        Example: ``frames.mm.summarize_frames("path", scores=["score"], conditions={"cat": F.col("label") == "cat"})``
+        """
+        from sparkmm.spark.frames import summarize_frames
+
+        return summarize_frames(self._df, by, scores, labels, conditions, **kwargs)
+
 
 def _is_media(dtype) -> bool:
     from pyspark.sql.types import StructType
