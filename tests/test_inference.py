@@ -138,6 +138,7 @@ def test_install_script_runs_once_per_machine(tmp_path, monkeypatch):
 
 
 CLUSTER_SCRIPT = """
+from pyspark.sql import functions as F
 import json, os, sys
 os.environ["PYSPARK_PYTHON"] = sys.executable
 import pandas as pd
@@ -161,7 +162,11 @@ def gpus(p: pd.DataFrame) -> pd.DataFrame:
 
 chunk = [r.asDict() for r in df.mm.apply_chunk(gpus, "id long, gpu string", gpus=0.5).collect()]
 cpu = [r.asDict() for r in df.mm.apply_chunk(gpus, "id long, gpu string").collect()]
-print("RESULT" + json.dumps({"rows": rows, "chunk": chunk, "cpu": cpu}))
+photos = spark.createDataFrame([(p,) for p in sys.argv[3:]], "path string").withColumn("img", F.col("path").image.load())
+labels = [r.top[0].label for r in photos.mm.infer("img", "image.classify", "top", gpus=0.5, model="efficientnet-lite0",
+                                                   top_k=1).orderBy("path").collect()]
+print("RESULT" + json.dumps({"rows": rows, "chunk": chunk, "cpu": cpu, "labels": labels,
+                             "app": spark.sparkContext.applicationId}))
 spark.stop()
 """
 
@@ -203,18 +208,28 @@ class PostProcess:
 
 
 @pytest.mark.slow
-def test_gpu_stage_gets_gpus_on_a_local_cluster(tmp_path):
+def test_gpu_stage_gets_gpus_on_a_local_cluster(tmp_path, photo_dir):
     discovery = tmp_path / "gpus.sh"
     discovery.write_text('#!/usr/bin/env bash\necho \'{"name": "gpu", "addresses": ["0", "1"]}\'\n')
     discovery.chmod(0o755)
     package = _write_package(tmp_path / "recorder", RECORDING_PACKAGE)
     script = tmp_path / "cluster.py"
     script.write_text(CLUSTER_SCRIPT)
-    done = subprocess.run([sys.executable, str(script), str(discovery), str(package)], capture_output=True,
+    photos = sorted(str(photo_dir / n) for n in ("coffee.png", "chelsea.png"))
+    done = subprocess.run([sys.executable, str(script), str(discovery), str(package), *photos], capture_output=True,
                           text=True, timeout=400, cwd=ROOT)
     line = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT")]
     assert done.returncode == 0 and line, done.stderr[-3000:]
     result = json.loads(line[0][len("RESULT"):])
+    import shutil
+
+    import pyspark
+
+    # local-cluster workers write executor logs under the pyspark package: remove this run's
+    work = Path(pyspark.__file__).parent / "work"
+    shutil.rmtree(work / result["app"], ignore_errors=True)
+    if work.is_dir() and not any(work.iterdir()):
+        work.rmdir()
     rows = result["rows"]
     assert sorted(r["id"] for r in rows) == list(range(12))
     assert all(r["pre_gpu"] == "" and r["post_gpu"] == "" for r in rows)  # CPU stages hold no GPU
@@ -226,3 +241,22 @@ def test_gpu_stage_gets_gpus_on_a_local_cluster(tmp_path):
     assert max(len(p) for p in parts.values()) >= 2, parts  # a worker kept its Process across tasks
     assert all(r["gpu"] in ("0", "1") for r in result["chunk"])
     assert all(r["gpu"] == "" for r in result["cpu"])
+    assert result["labels"][1] == "espresso"  # a model stage under the GPU profile on executors (CPU here)
+
+
+def test_model_stage_equals_the_accessor(spark, photo_dir):
+    from pyspark.sql import functions as F
+
+    paths = [str(p) for p in sorted(photo_dir.iterdir())]
+    df = spark.createDataFrame([(p,) for p in paths], "path string").withColumn("img", F.col("path").image.load())
+    staged = {r.path: r.top for r in df.mm.infer("img", "image.classify", "top", gpus=0.5, model="efficientnet-lite0",
+                                                   top_k=2).collect()}
+    direct = {r.path: r.top for r in df.select("path", F.col("img").image.classify(
+        model="efficientnet-lite0", top_k=2).alias("top")).collect()}
+    assert staged == direct and len(staged) == len(paths)
+    with pytest.raises(ValueError, match="unknown operator"):
+        df.mm.infer("img", "image.nope", "x")
+    with pytest.raises(ValueError, match="use the Column accessor"):
+        df.mm.infer("img", "image.resize", "x", size=(2, 2))
+    with pytest.raises(TypeError, match="unexpected argument 'modle'"):
+        df.mm.infer("img", "image.embed", "x", modle="efficientnet-lite0")

@@ -29,6 +29,7 @@ _MODELS: dict[Hashable, Any] = {}
 _LOCKS: dict[Hashable, threading.Lock] = {}
 _GUARD = threading.Lock()
 LOADS: Counter = Counter()
+_WARNED: set[str] = set()
 
 
 def load_once(key: Hashable, loader: Callable[[], Any]) -> Any:
@@ -110,10 +111,14 @@ def choose_placement(device: str = "auto", cuda_devices: Callable[[], int] | Non
         return Placement("cuda", int(idx or 0), threads)
     if device != "auto":
         raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    visible = cuda_devices() if cuda_devices is not None else 0
     assigned = task_gpus()
-    if assigned:
+    if assigned and visible > 0:
         return Placement("cuda", assigned[0], threads)
-    if cuda_devices is not None and cuda_devices() > 0:
+    if assigned and "no-cuda" not in _WARNED:  # a GPU task on a host (or a build) without CUDA
+        _WARNED.add("no-cuda")
+        log.warning("task was assigned GPU %s but CUDA is not usable in this worker: running on the CPU", assigned)
+    if visible > 0 and not assigned:
         return Placement("cuda", 0, threads)
     return Placement("cpu", 0, threads)
 

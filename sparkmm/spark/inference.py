@@ -115,16 +115,51 @@ def run_stage(df: DataFrame, fn: Callable[[Any], Any], schema: str | pa.Schema, 
     """``df`` through ``fn`` on pandas chunks, as one mapInArrow stage (a GPU stage when ``gpus`` > 0)."""
     from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
-    spark = df.sparkSession
     if isinstance(schema, str):
-        struct = spark.createDataFrame([], schema).schema
+        struct = df.sparkSession.createDataFrame([], schema).schema
         arrow = to_arrow_schema(struct)
     else:
         arrow, struct = schema, from_arrow_schema(schema)
-    profile = gpu_profile(spark, gpus) if gpus > 0 else None
-    if profile is not None:  # one profile per Spark stage: cut the plan before and after
-        df = df.repartition(max(1, df.rdd.getNumPartitions()))
-    out = df.mapInArrow(pandas_stage(fn, arrow, batch_rows, what), struct, profile=profile)
-    if profile is not None:
-        out = out.repartition(max(1, df.rdd.getNumPartitions()))
-    return out
+    return _map(df, pandas_stage(fn, arrow, batch_rows, what), struct, gpus)
+
+
+def _map(df: DataFrame, fn: Callable[..., Any], schema: Any, gpus: float) -> DataFrame:
+    """mapInArrow, under a GPU profile when ``gpus`` > 0 and the cluster can schedule it."""
+    profile = gpu_profile(df.sparkSession, gpus) if gpus > 0 else None
+    if profile is None:
+        return df.mapInArrow(fn, schema)
+    n = max(1, df.rdd.getNumPartitions())  # one profile per Spark stage: cut the plan before and after
+    return df.repartition(n).mapInArrow(fn, schema, profile=profile).repartition(n)
+
+
+def model_stage(df: DataFrame, operator: str, column: str, output: str, gpus: float = 1.0,
+                **kwargs: Any) -> DataFrame:
+    """Add ``output`` = a model operator (``"image.embed"``, ``"audio.transcribe"``, ...) over ``column``,
+    as a stage of its own under a GPU resource profile (``gpus`` per task; 0 = a CPU stage).
+
+    The same kernel as the Column accessor runs on each Arrow batch; only the scheduling differs:
+    the rest of the plan keeps the default profile and never holds a GPU.
+    """
+    from pyspark.sql.types import StructField, StructType
+
+    from sparkmm.ops.registry import OPERATORS
+
+    op = OPERATORS.get(operator)
+    if op is None:
+        known = ", ".join(sorted(k for k, o in OPERATORS.items() if o.wiring == "udf"))
+        raise ValueError(f"unknown operator {operator!r}; known: {known}")
+    if op.wiring != "udf":
+        raise ValueError(f"{operator} is a {op.wiring} operator: use the Column accessor, not a model stage")
+    if output in df.columns:
+        raise ValueError(f"column {output!r} already exists")
+    kernel_args = op.unflatten(op.bind(**kwargs))
+    out_type = df.sparkSession.createDataFrame([], f"x {op.output_type}").schema["x"].dataType
+    schema = StructType(list(df.schema.fields) + [StructField(output, out_type, True)])  # add() would mutate df's
+    index = df.columns.index(column)
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for b in batches:
+            result = op.kernel(b.column(index), **kernel_args)
+            yield pa.RecordBatch.from_arrays(list(b.columns) + [result], names=list(b.schema.names) + [output])
+
+    return _map(df, run, schema, gpus)

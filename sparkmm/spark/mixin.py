@@ -48,6 +48,15 @@ class MMAccessor:
 
         return run_stage(self._df, fn, output_schema, batch_rows, gpus, what="apply_chunk")
 
+    def infer(self, column: str, operator: str, output: str, gpus: float = 1.0, **kwargs) -> DataFrame:
+        """Add ``output`` = model operator ``operator`` (e.g. "image.embed") over ``column`` in a GPU stage.
+
+        Example: ``df.mm.infer("img", "image.embed", "embedding", model="efficientnet-lite0", gpus=0.5)``
+        """
+        from sparkmm.spark.inference import model_stage
+
+        return model_stage(self._df, operator, column, output, gpus, **kwargs)
+
     def apply_operator(self, op, args: dict | None = None, batch_rows: int = 256) -> DataFrame:
         """Run an operator package (``sparkmm.udfs.load(path, args)`` or its path): PreProcess and
         PostProcess in CPU stages, Process in the inference stage (see ``sparkmm.udfs``)."""
