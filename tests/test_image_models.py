@@ -211,3 +211,38 @@ def test_spark_embed_classify_and_sql_with_one_load_per_worker(spark, photos):
     sql = spark.sql(f"SELECT mm_image_classify(mm_image_load('{photos['coffee']}'), 'efficientnet-lite0', 1) AS c, "
                     f"mm_image_nsfw_score(mm_image_load('{photos['coffee']}')) AS n").collect()[0]
     assert sql.c[0].label == "espresso" and 0 <= sql.n <= 1
+
+
+def test_gpu_preprocessing_math_matches_pil(photos):
+    """The tensor path used after nvJPEG (resize, crop, normalise on the device), checked on the CPU."""
+    for prep in (vision.EfficientNetLite0.preprocessing,
+                 vision.Preprocessing(shortest_edge=72, crop=(64, 64), mean=(0.485, 0.456, 0.406),
+                                      std=(0.229, 0.224, 0.225))):
+        for name in ("chelsea", "coffee", "astronaut"):
+            im = Image.open(photos[name]).convert("RGB")
+            t = torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)
+            got = vision.tensor_inputs([t], prep, "cpu")[0].numpy()
+            want = prep(im)
+            assert got.shape == want.shape
+            # one grey level of 8-bit rounding, scaled by the normalisation
+            assert np.abs(got - want).mean() < 1.5 * prep.scale / min(prep.std), (name, np.abs(got - want).mean())
+
+
+def test_gpu_path_plumbing_with_a_stand_in_decoder(photos, monkeypatch):
+    """nvJPEG replaced by PIL on the CPU: JPEG rows travel as bytes, others as pixels, order is kept."""
+    import io as _io
+
+    def decode(raw, device):
+        return [torch.from_numpy(np.asarray(Image.open(_io.BytesIO(b)).convert("RGB")).copy()).permute(2, 0, 1)
+                for b in raw]
+
+    names = ["rocket", "chelsea", "china", "coffee"]  # JPEG, PNG, JPEG, PNG
+    values = _load([photos[n] for n in names])
+    cpu = M.embed(values, model="efficientnet-lite0", batch_size=3).to_pylist()
+    monkeypatch.setattr(vision, "gpu_decoder_available", lambda where: True)
+    monkeypatch.setattr(vision, "decode_jpegs", decode)
+    gpu = M.embed(values, model="efficientnet-lite0", batch_size=3).to_pylist()
+    for name, a, b in zip(names, cpu, gpu):
+        # the device path resizes with torch (antialiased, ~PIL); JPEGs: the CPU path also decodes with DCT
+        # scaling (draft), the device path at full size
+        assert _cos(a, b) >= (0.99 if name in ("rocket", "china") else 0.998), name

@@ -144,9 +144,12 @@ class _TorchModel(VisionModel):
         if not where.is_gpu:
             torch.set_num_threads(where.threads)
 
-    def tensor(self, batch: np.ndarray) -> Any:
+    def tensor(self, batch: Any) -> Any:
+        """A model input on the model's device: a numpy batch, or a tensor already there (GPU decode)."""
         import torch
 
+        if isinstance(batch, torch.Tensor):
+            return batch.to(self.device, self.dtype)
         return torch.from_numpy(batch).to(self.device, self.dtype, non_blocking=True)
 
     @staticmethod
@@ -377,13 +380,14 @@ def load_vision(name: str, where: Placement, dtype: str = "auto", head: str = "e
     return load_once(("vision", name, head, dtype, where.device, where.index, where.threads), load)
 
 
-def run_batched(items: Sequence[Any], prepare: Callable[[Any], np.ndarray], forward: Callable[[np.ndarray], Any],
-                batch_size: int) -> Iterator[tuple[list[int], Any, dict[int, Exception]]]:
+def run_batched(items: Sequence[Any], prepare: Callable[[Any], Any], forward: Callable[[Any], Any],
+                batch_size: int, collate: Callable[[list[Any]], Any] = np.stack,
+                ) -> Iterator[tuple[list[int], Any, dict[int, Exception]]]:
     """Batched inference with preparation overlapped: ``(positions, forward output, failures)`` per batch.
 
     ``prepare(item)`` (decode + preprocess) runs in a background thread one batch ahead of
     ``forward``; an item whose preparation raises is left out of the batch and reported in
-    ``failures`` instead of failing it.
+    ``failures`` instead of failing it. ``collate`` builds the batch from the prepared items.
 
     Example:
         >>> out = list(run_batched([1, 2, "x", 4], lambda v: np.float32([v]), lambda b: b * 10, 2))
@@ -404,4 +408,63 @@ def run_batched(items: Sequence[Any], prepare: Callable[[Any], np.ndarray], forw
         return positions, arrays, failed
 
     for positions, arrays, failed in prefetch(prepare_chunk, range(0, len(items), batch_size), depth=1):
-        yield positions, forward(np.stack(arrays)) if arrays else None, failed
+        yield positions, forward(collate(arrays)) if arrays else None, failed
+
+
+def tensor_inputs(images: Sequence[Any], prep: Preprocessing, device: Any) -> Any:
+    """Preprocess decoded images held as torch tensors (uint8, CHW, RGB) without leaving ``device``.
+
+    The GPU path: JPEGs decoded by nvJPEG (``torchvision.io.decode_jpeg(device="cuda")``) are resized
+    (antialiased, as PIL does), cropped and normalised on the GPU and go to the model from there.
+
+    Example:
+        >>> import torch
+        >>> x = tensor_inputs([torch.zeros(3, 8, 6, dtype=torch.uint8)], Preprocessing(size=(4, 4)), "cpu")
+        >>> tuple(x.shape)
+        (1, 3, 4, 4)
+    """
+    import torch
+    import torch.nn.functional as F
+
+    mode = {Image.BILINEAR: "bilinear", Image.BICUBIC: "bicubic"}.get(prep.resample, "bilinear")
+    mean = torch.tensor(prep.mean, device=device).view(3, 1, 1)
+    std = torch.tensor(prep.std, device=device).view(3, 1, 1)
+    out = []
+    for im in images:
+        im = im.to(device)
+        h, w = im.shape[-2:]
+        tw, th = prep.target(int(w), int(h))
+        x = im[None].float()
+        if (tw, th) != (w, h):
+            x = F.interpolate(x, size=(th, tw), mode=mode, antialias=True, align_corners=False)
+            x = x.round().clamp(0, 255)  # PIL resizes in 8 bits
+        x = x[0]
+        if prep.crop is not None:
+            cw, ch = prep.crop
+            left, top = (tw - cw) // 2, (th - ch) // 2
+            x = x[:, top:top + ch, left:left + cw]
+        if prep.channels == "BGR":
+            x = x.flip(0)
+        x = (x * prep.scale - mean) / std
+        out.append(x if prep.layout == "CHW" else x.permute(1, 2, 0))
+    return torch.stack(out)
+
+
+def gpu_decoder_available(where: Placement) -> bool:
+    """nvJPEG decoding needs a GPU placement and torchvision."""
+    if not where.is_gpu:
+        return False
+    try:
+        import torchvision.io  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def decode_jpegs(raw: Sequence[bytes], device: Any) -> list[Any]:
+    """JPEG bytes -> uint8 CHW RGB tensors decoded on ``device`` (nvJPEG on CUDA)."""
+    import torch
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    data = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in raw]
+    return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)

@@ -111,12 +111,16 @@ def _infer(images: pa.Array, errors: str, what: str, model: Any,
         good.append(i)
     if not good:
         return out, len(metas)
-    prep = model().preprocessing
+    loaded = model()
+    prep = loaded.preprocessing
+    if isinstance(loaded, vision._TorchModel) and vision.gpu_decoder_available(loaded.placement):
+        prepare, collate = _gpu_path(data, metas, prep, loaded.device)
+    else:
+        def prepare(i: int) -> np.ndarray:
+            return prep(_pixels(data[i], metas[i], prep))
 
-    def prepare(i: int) -> np.ndarray:
-        return prep(_pixels(data[i], metas[i], prep))
-
-    for positions, result, failed in vision.run_batched(good, prepare, forward, batch_size):
+        collate = np.stack
+    for positions, result, failed in vision.run_batched(good, prepare, forward, batch_size, collate):
         for pos, e in failed.items():
             if errors == "raise":
                 i = good[pos]
@@ -125,6 +129,27 @@ def _infer(images: pa.Array, errors: str, what: str, model: Any,
         for pos, row in zip(positions, result if result is not None else []):
             out[good[pos]] = row
     return out, len(metas)
+
+
+def _gpu_path(data: list, metas: list, prep: vision.Preprocessing, device: Any) -> tuple[Callable, Callable]:
+    """On a GPU: plain JPEGs travel as bytes and are decoded by nvJPEG in the batch, everything else is
+    decoded by PIL; the batch is preprocessed on the GPU and stays there up to the model."""
+    import torch
+
+    def prepare(i: int) -> tuple[str, Any]:
+        m = metas[i]
+        if m.get("format") == "JPEG" and not steps(m):
+            return "jpeg", _image.source_bytes(data[i], m)
+        im = _image.materialize(data[i], m)[0].convert("RGB")
+        return "pixels", torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)
+
+    def collate(items: list[tuple[str, Any]]) -> Any:
+        raw = [x for kind, x in items if kind == "jpeg"]
+        decoded = iter(vision.decode_jpegs(raw, device) if raw else [])
+        images = [next(decoded) if kind == "jpeg" else x for kind, x in items]
+        return vision.tensor_inputs(images, prep, device)
+
+    return prepare, collate
 
 
 def _model(name: str, device: str, dtype: str, head: str = "embed") -> Callable[[], vision.VisionModel]:
