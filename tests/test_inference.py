@@ -260,3 +260,14 @@ def test_model_stage_equals_the_accessor(spark, photo_dir):
         df.mm.infer("img", "image.resize", "x", size=(2, 2))
     with pytest.raises(TypeError, match="unexpected argument 'modle'"):
         df.mm.infer("img", "image.embed", "x", modle="efficientnet-lite0")
+
+
+def test_gpu_profile_conf_and_discovery_script():
+    from sparkmm.spark.session import CONF_DIR, read_conf
+
+    conf = read_conf(CONF_DIR / "gpu.conf")
+    script = Path(conf["spark.executor.resource.gpu.discoveryScript"])
+    assert script == CONF_DIR.resolve() / "gpu-discovery.sh" and "spark.task.resource.gpu.amount" not in conf
+    for env, want in (({"CUDA_VISIBLE_DEVICES": "3,5"}, ["0", "1"]), ({"CUDA_VISIBLE_DEVICES": "", "PATH": "/bin"}, [])):
+        out = subprocess.run([str(script)], capture_output=True, text=True, env=env, check=True).stdout
+        assert json.loads(out) == {"name": "gpu", "addresses": want}

@@ -20,7 +20,8 @@ CONF_DIR = Path(os.environ.get("SPARKMM_CONF_DIR", Path(__file__).resolve().pare
 
 
 def read_conf(path: str | os.PathLike) -> dict[str, str]:
-    """Parse a spark-defaults file: ``key value`` lines, ``#`` comments.
+    """Parse a spark-defaults file: ``key value`` lines, ``#`` comments; ``${SPARKMM_CONF_DIR}`` in a
+    value is the file's directory.
 
     Example:
         >>> read_conf(CONF_DIR / "local.conf")["spark.sql.execution.arrow.pyspark.enabled"]
@@ -34,7 +35,7 @@ def read_conf(path: str | os.PathLike) -> dict[str, str]:
         key, _, value = line.partition(" ")
         if not value.strip():
             key, _, value = line.partition("\t")
-        conf[key.strip()] = value.strip()
+        conf[key.strip()] = value.strip().replace("${SPARKMM_CONF_DIR}", str(Path(path).resolve().parent))
     return conf
 
 
