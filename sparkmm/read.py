@@ -4,8 +4,32 @@ Example:
     >>> import sparkmm
     >>> sparkmm.read.files(spark, "photos/*.jpg").count()     # doctest: +SKIP
     12
+    >>> sparkmm.read.webdataset(spark, "shards/*.tar").columns  # doctest: +SKIP
+    ['__key__', '__url__', 'jpg', 'json', '__error__']
 """
+
+from __future__ import annotations
+
+from typing import Any
 
 from sparkmm.io.files import files
 
-__all__ = ["files"]
+
+def webdataset(spark: Any, pattern: str, extensions: list[str] | None = None,
+               max_member_bytes: int | None = None) -> Any:
+    """WebDataset shards (a path, glob or comma list): one row per sample, one partition per shard.
+
+    See :mod:`sparkmm.io.webdataset` for the columns and how bad shards and members are reported.
+    """
+    from sparkmm.io.webdataset import register
+
+    register(spark)
+    reader = spark.read.format("webdataset")
+    if extensions:
+        reader = reader.option("extensions", ",".join(extensions))
+    if max_member_bytes is not None:
+        reader = reader.option("maxMemberBytes", str(int(max_member_bytes)))
+    return reader.load(pattern)
+
+
+__all__ = ["files", "webdataset"]

@@ -56,7 +56,8 @@ def function_ddl(op: Operator) -> str:
 
 
 def register(spark: SparkSession) -> list[str]:
-    """Register every scalar operator as a SQL function; returns their names."""
+    """Register every scalar operator as a SQL function (and the ``webdataset`` source); returns their names."""
+    from sparkmm.io.webdataset import register as register_webdataset
     from sparkmm.ops.storage import StorageOptions
     from sparkmm.spark.accessors import session_defaults
 
@@ -67,4 +68,5 @@ def register(spark: SparkSession) -> list[str]:
             spark.udf.register(f"_{op.sql_name}", udf_for(op, options))
         spark.sql(function_ddl(op))
         names.append(op.sql_name)
+    register_webdataset(spark)
     return names
