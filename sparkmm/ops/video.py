@@ -538,6 +538,18 @@ def _decode_frames(fp: BinaryIO, m: Meta, opts: FrameOptions, stats: dict[str, i
                         pending = []
                         if sampler.done:
                             break
+                if packet.is_keyframe and t is not None and abs(t - sampler.want) <= _EPS:
+                    # the wanted frame is this keyframe: take it out now instead of feeding the packets
+                    # behind it through the decoder's reordering delay; the GOP's later frames, if one is
+                    # wanted, decode again from this keyframe on a clean decoder
+                    if dirty:
+                        yield from out(ctx.decode(None))
+                        ctx.flush_buffers()
+                    yield from out(ctx.decode(packet))
+                    yield from out(ctx.decode(None))
+                    ctx.flush_buffers()
+                    dirty, pending = False, [packet]
+                    continue
                 pending.append(packet)
                 if t is None or t >= sampler.want - _EPS or len(pending) > _MAX_PENDING:
                     for p in pending:  # in decode order, from the keyframe or from where it paused
