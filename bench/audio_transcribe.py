@@ -13,15 +13,16 @@ after one warm-up job. Prints a table and saves JSON under bench/results/.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import re
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+
+from report import compare, save, table  # noqa: E402
+
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
 ASTERISK_EN = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
 
@@ -77,20 +78,6 @@ def run_batched_loop(pipeline, files: list[str], args) -> dict[str, str]:
     return out
 
 
-def _words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9']+", text.lower())
-
-
-def wer(hyp: str, ref: str) -> tuple[int, int]:
-    h, r = _words(hyp), _words(ref)
-    d = list(range(len(h) + 1))
-    for i, rw in enumerate(r, 1):
-        prev, d[0] = d[0], i
-        for j, hw in enumerate(h, 1):
-            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (rw != hw))
-    return d[len(h)], len(r)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=10.0)
@@ -124,6 +111,8 @@ def main() -> None:
 
     from faster_whisper import BatchedInferencePipeline, WhisperModel
 
+    from sparkmm.ops.speech import word_error_rate
+
     from sparkmm.models.whisper import resolve_model
 
     model = WhisperModel(resolve_model(args.model), device="cpu", compute_type="int8", cpu_threads=os.cpu_count())
@@ -132,33 +121,15 @@ def main() -> None:
     if "batched_loop" not in args.skip:
         record("batched_loop", lambda: run_batched_loop(BatchedInferencePipeline(model), files, args))
 
-    base = results["sparkmm"]["x_real_time"]
-    targets = {"plain_loop": 1.5}
+    compare(results, "x_real_time", {"plain_loop": 1.5})
     for name, r in results.items():
-        r["sparkmm_ratio"] = round(base / r["x_real_time"], 2)
-        r["target"] = targets.get(name)
-        r["meets_target"] = None if r["target"] is None else r["sparkmm_ratio"] >= r["target"]
         if name != "plain_loop":
-            errs, words = map(sum, zip(*(wer(texts[name][f], texts["plain_loop"][f]) for f in files)))
+            errs, words = map(sum, zip(*(word_error_rate(texts[name][f], texts["plain_loop"][f]) for f in files)))
             r["word_difference_vs_plain_loop"] = round(errs / max(words, 1), 4)
-
-    print("\n| runner | seconds | x real time | sparkmm / runner | target | met | words differing from plain loop |")
-    print("|---|---:|---:|---:|---:|---|---:|")
-    for name, r in results.items():
-        met, target = r["meets_target"], r["target"]
-        print(f"| {name} | {r['seconds']} | {r['x_real_time']} | {r['sparkmm_ratio']} | "
-              f"{'' if target is None else f'>= {target}'} | {'' if met is None else ('yes' if met else 'NO')} | "
-              f"{r.get('word_difference_vs_plain_loop', '')} |")
-
-    report = {
-        "benchmark": "audio_transcribe", "files": len(files), "audio_seconds": round(audio_seconds, 1),
-        "model": args.model, "beam_size": args.beam_size, "language": args.language, "cores": os.cpu_count(),
-        "python": sys.version.split()[0], "platform": platform.platform(), "results": results,
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2))
-    print(f"\nsaved {args.out}")
+    print("\n" + table(results, [("seconds", "seconds"), ("x real time", "x_real_time"),
+                                 ("words differing from plain loop", "word_difference_vs_plain_loop")]))
+    save(args.out, "audio_transcribe", results, files=len(files), audio_seconds=round(audio_seconds, 1),
+         model=args.model, beam_size=args.beam_size, language=args.language)
 
 
 if __name__ == "__main__":

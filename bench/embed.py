@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -32,6 +30,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from image_pipeline import make_photos  # noqa: E402
+from report import compare, save, table  # noqa: E402
 
 BATCH = 32
 
@@ -149,28 +148,11 @@ def main() -> None:
     record("plain_loop_tuned", time.perf_counter() - t, count)
 
     cos = [float(ours[k] @ plain[k] / np.linalg.norm(ours[k]) / np.linalg.norm(plain[k])) for k in plain]
-    base = results["sparkmm"]["images_per_second"]
-    targets = {"plain_loop": 0.9, "plain_loop_tuned": 0.9, "naive_udf": 3.0}
-    for name, r in results.items():
-        r["sparkmm_ratio"] = round(base / r["images_per_second"], 2)
-        r["target"] = targets.get(name)
-        r["meets_target"] = None if r["target"] is None else r["sparkmm_ratio"] >= r["target"]
-    print("\n| runner | seconds | images/s | sparkmm / runner | target | met |")
-    print("|---|---:|---:|---:|---:|---|")
-    for name, r in results.items():
-        met, target = r["meets_target"], r["target"]
-        print(f"| {name} | {r['seconds']} | {r['images_per_second']} | {r['sparkmm_ratio']} | "
-              f"{'' if target is None else f'>= {target}'} | {'' if met is None else ('yes' if met else 'NO')} |")
+    compare(results, "images_per_second", {"plain_loop": 0.9, "plain_loop_tuned": 0.9, "naive_udf": 3.0})
+    print("\n" + table(results, [("seconds", "seconds"), ("images/s", "images_per_second")]))
     print(f"\ncosine(sparkmm, plain loop): min {min(cos):.5f}, mean {np.mean(cos):.5f}")
-    report = {
-        "benchmark": "embed", "images": len(paths), "model": "efficientnet-lite0", "batch": BATCH,
-        "cores": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform(),
-        "results": results, "cosine_vs_plain": {"min": round(min(cos), 5), "mean": round(float(np.mean(cos)), 5)},
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2))
-    print(f"saved {args.out}")
+    save(args.out, "embed", results, images=len(paths), model="efficientnet-lite0", plain_batch=BATCH,
+         cosine_vs_plain={"min": round(min(cos), 5), "mean": round(float(np.mean(cos)), 5)})
 
 
 if __name__ == "__main__":

@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import multiprocessing as mp
-import os
-import platform
 import random
 import sys
 import time
@@ -29,6 +26,10 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+
+from report import compare, save, table  # noqa: E402
+
 SIZE = (224, 224)
 
 
@@ -187,32 +188,10 @@ def main() -> None:
             print(f"  daft failed: {type(e).__name__}: {e}", flush=True)
             results["daft"] = {"error": f"{type(e).__name__}: {e}"}
 
-    base = results["sparkmm"]["images_per_second"]
-    targets = {"naive_udf": 4.0, "python_floor": 0.8, "daft": 1.2}
-    rows = []
-    for name, r in results.items():
-        ratio = round(base / r["images_per_second"], 2) if "images_per_second" in r else None
-        r["sparkmm_ratio"] = ratio
-        target = targets.get(name)
-        r["target"] = target
-        r["meets_target"] = None if ratio is None or target is None else ratio >= target
-        rows.append((name, r.get("seconds"), r.get("images_per_second"), ratio, target, r["meets_target"]))
-
-    print("\n| runner | seconds | images/s | sparkmm / runner | target | met |")
-    print("|---|---:|---:|---:|---:|---|")
-    for name, s, ips, ratio, target, met in rows:
-        print(f"| {name} | {s} | {ips} | {ratio} | {'' if target is None else f'>= {target}'} | "
-              f"{'' if met is None else ('yes' if met else 'NO')} |")
-
-    report = {
-        "benchmark": "image_pipeline", "images": len(paths), "megapixels_per_image": round(mp_per_image, 2),
-        "mb_per_image": round(mb_per_image, 2), "reps": args.reps, "cores": os.cpu_count(),
-        "python": sys.version.split()[0], "platform": platform.platform(), "results": results,
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2))
-    print(f"\nsaved {args.out}")
+    compare(results, "images_per_second", {"naive_udf": 4.0, "python_floor": 0.8, "daft": 1.2})
+    print("\n" + table(results, [("seconds", "seconds"), ("images/s", "images_per_second")]))
+    save(args.out, "image_pipeline", results, images=len(paths), megapixels_per_image=round(mp_per_image, 2),
+         mb_per_image=round(mb_per_image, 2), reps=args.reps)
 
 
 if __name__ == "__main__":

@@ -170,7 +170,6 @@ def main() -> None:
     for name, mode in (("sparkmm_keyframes", "keyframes"), ("sparkmm_fps", "all")):
         results[name]["frames_decoded"] = decoded_by_sparkmm_kernel(files[0], mode) * len(files)  # same files
 
-    base = results["decode_all_filter"]["seconds"]
     comparisons = [
         ("plain_keyframes", "decode_all_filter", 5.0),
         ("sparkmm_keyframes", "decode_all_filter", 5.0),

@@ -17,7 +17,7 @@ import pytest
 import soundfile as sf
 from pyspark.sql import functions as F
 
-from media import ASTERISK, LIBRIVOX, encode_audio, espeak, longest_prompts, pad_with_silence
+from media import LIBRIVOX, encode_audio, espeak, longest_prompts, pad_with_silence
 from sparkmm.errors import SparkmmError
 from sparkmm.models import whisper
 from sparkmm.ops import audio as A
@@ -36,14 +36,8 @@ def _words(text: str) -> list[str]:
 
 
 def _wer(hyp: str, ref: str) -> float:
-    """Word error rate (edit distance over reference words)."""
-    h, r = _words(hyp), _words(ref)
-    d = list(range(len(h) + 1))
-    for i, rw in enumerate(r, 1):
-        prev, d[0] = d[0], i
-        for j, hw in enumerate(h, 1):
-            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (rw != hw))
-    return d[len(h)] / len(r)
+    edits, words = speech.word_error_rate(hyp, ref)
+    return edits / words
 
 
 def _direct(model: str, path: Path, **kwargs):

@@ -40,7 +40,7 @@ from sparkmm.errors import SparkmmError, check_errors_mode, reason
 from sparkmm.ops import url as _url
 from sparkmm.ops.registry import ERRORS, Param, operator
 from sparkmm.ops.storage import StorageOptions
-from sparkmm.ops.value import LazyValues, Meta, property_operator, raise_bad, steps
+from sparkmm.ops.value import LazyValues, Meta, load_values, property_operator, raise_bad, steps
 
 META_DDL = ("STRUCT<format: STRING, codec: STRING, sample_rate: INT, channels: INT, duration: DOUBLE, "
             "size: BIGINT, ops: STRING, error: STRING, source: STRING>")
@@ -117,32 +117,8 @@ def load(urls: pa.Array, max_connections: int = 16, timeout: float = 30.0, retri
         'not_found: /no/such.wav'
     """
     check_errors_mode(errors)
-    urls = urls.combine_chunks() if isinstance(urls, pa.ChunkedArray) else urls
-    values = urls.to_pylist()
-    local = [u is not None and _url.is_local(u) for u in values]
-    data, reasons = _url.fetch(pa.array([None if loc else u for u, loc in zip(values, local)], pa.string()),
-                               max_connections=max_connections, timeout=timeout, retries=retries,
-                               max_bytes=max_bytes, storage_options=storage_options)
-    options = _url.FetchOptions(max_bytes=max_bytes, storage_options=StorageOptions.of(storage_options))
-    metas: list[Meta | None] = []
-    for u, loc, b, r in zip(values, local, data.to_pylist(), reasons.to_pylist()):
-        if u is None:
-            metas.append(None)
-        elif not loc:
-            metas.append(_V.bad(r) if r is not None else probe(io.BytesIO(b), len(b), max_duration_sec))
-        else:
-            try:
-                f, size = _url.open_local(u, options)
-            except _url.FetchFailed as e:
-                metas.append(_V.bad(str(e)))
-                continue
-            with f:
-                m = probe(f, size, max_duration_sec)
-            m["source"] = u  # bad rows keep it too, so reasons name their file
-            metas.append(m)
-    if errors == "raise":
-        raise_bad(metas, values, "audio load")
-    return _V.build(data, metas)
+    fetch = {"max_connections": max_connections, "timeout": timeout, "retries": retries, "max_bytes": max_bytes}
+    return load_values(_V, urls, lambda f, n: probe(f, n, max_duration_sec), "audio load", errors, fetch, storage_options)
 
 
 def _property(name: str, ddl: str, doc: str):

@@ -405,4 +405,22 @@ class _Transcription:
             yield f, language, probability, segments
 
 
-__all__ = ["detect_language", "transcribe", "vad_detect"]
+def word_error_rate(hypothesis: str, reference: str) -> tuple[int, int]:
+    """Word edits (substitutions, insertions, deletions) and reference words, case and punctuation ignored.
+
+    Example:
+        >>> word_error_rate("The quick round fox.", "the quick brown fox")
+        (1, 4)
+    """
+    import re
+
+    h, r = (re.findall(r"[a-z0-9']+", t.lower()) for t in (hypothesis, reference))
+    d = list(range(len(h) + 1))
+    for i, rw in enumerate(r, 1):
+        prev, d[0] = d[0], i
+        for j, hw in enumerate(h, 1):
+            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (rw != hw))
+    return d[len(h)], len(r)
+
+
+__all__ = ["detect_language", "transcribe", "vad_detect", "word_error_rate"]

@@ -107,6 +107,46 @@ def raise_bad(metas: Iterable[Meta | None], sources: list[Any] | None, what: str
             raise SparkmmError(f"{what} failed for {name}: {m['error']}")
 
 
+def load_values(V: LazyValues, urls: pa.Array, probe: Callable[[Any, int], Meta], what: str, errors: str,
+                fetch: dict[str, Any], storage_options: dict | None) -> pa.Array:
+    """Values for URLs and paths: remote bytes are downloaded and probed, local files are probed in
+    place and kept by reference (``data`` null, ``meta.source`` the path); bad rows keep a reason.
+
+    ``probe(file_object, size)`` reads a container header into a descriptor; ``fetch`` holds the
+    download settings (max_connections, timeout, retries, max_bytes).
+    """
+    import io
+
+    from sparkmm.ops import url as _url
+    from sparkmm.ops.storage import StorageOptions
+
+    urls = _combined(urls)
+    values = urls.to_pylist()
+    local = [u is not None and _url.is_local(u) for u in values]
+    data, reasons = _url.fetch(pa.array([None if loc else u for u, loc in zip(values, local)], pa.string()),
+                               storage_options=storage_options, **fetch)
+    options = _url.FetchOptions(max_bytes=fetch.get("max_bytes"), storage_options=StorageOptions.of(storage_options))
+    metas: list[Meta | None] = []
+    for u, loc, b, r in zip(values, local, data.to_pylist(), reasons.to_pylist()):
+        if u is None:
+            metas.append(None)
+        elif not loc:
+            metas.append(V.bad(r) if r is not None else probe(io.BytesIO(b), len(b)))
+        else:
+            try:
+                f, size = _url.open_local(u, options)
+            except _url.FetchFailed as e:
+                metas.append(V.bad(str(e)))
+                continue
+            with f:
+                m = probe(f, size)
+            m["source"] = u  # bad rows keep it too, so reasons name their file
+            metas.append(m)
+    if errors == "raise":
+        raise_bad(metas, values, what)
+    return V.build(data, metas)
+
+
 def steps(m: Meta) -> list[list[Any]]:
     """The pending steps of a descriptor."""
     return json.loads(m["ops"] or "[]")

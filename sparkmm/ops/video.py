@@ -39,7 +39,6 @@ Example:
 from __future__ import annotations
 
 import io
-import json
 import math
 import struct
 from dataclasses import dataclass
@@ -53,7 +52,7 @@ from sparkmm.ops import image as _image
 from sparkmm.ops import url as _url
 from sparkmm.ops.registry import ERRORS, Param, operator
 from sparkmm.ops.storage import StorageOptions
-from sparkmm.ops.value import LazyValues, Meta, property_operator, raise_bad
+from sparkmm.ops.value import LazyValues, Meta, load_values, property_operator, raise_bad
 
 META_DDL = ("STRUCT<duration: DOUBLE, fps: DOUBLE, width: INT, height: INT, codec: STRING, frame_count: BIGINT, "
             "has_audio: BOOLEAN, format: STRING, size: BIGINT, ops: STRING, error: STRING, source: STRING>")
@@ -211,32 +210,8 @@ def load(urls: pa.Array, max_connections: int = 16, timeout: float = 30.0, retri
         'not_found: /no/such.mp4'
     """
     check_errors_mode(errors)
-    urls = urls.combine_chunks() if isinstance(urls, pa.ChunkedArray) else urls
-    values = urls.to_pylist()
-    local = [u is not None and _url.is_local(u) for u in values]
-    data, reasons = _url.fetch(pa.array([None if loc else u for u, loc in zip(values, local)], pa.string()),
-                               max_connections=max_connections, timeout=timeout, retries=retries,
-                               max_bytes=max_bytes, storage_options=storage_options)
-    options = _url.FetchOptions(max_bytes=max_bytes, storage_options=StorageOptions.of(storage_options))
-    metas: list[Meta | None] = []
-    for u, loc, b, r in zip(values, local, data.to_pylist(), reasons.to_pylist()):
-        if u is None:
-            metas.append(None)
-        elif not loc:
-            metas.append(_V.bad(r) if r is not None else probe(io.BytesIO(b), len(b), max_duration_sec, max_pixels))
-        else:
-            try:
-                f, size = _url.open_local(u, options)
-            except _url.FetchFailed as e:
-                metas.append(_V.bad(str(e)))
-                continue
-            with f:
-                m = probe(f, size, max_duration_sec, max_pixels)
-            m["source"] = u  # bad rows keep it too, so reasons name their file
-            metas.append(m)
-    if errors == "raise":
-        raise_bad(metas, values, "video load")
-    return _V.build(data, metas)
+    fetch = {"max_connections": max_connections, "timeout": timeout, "retries": retries, "max_bytes": max_bytes}
+    return load_values(_V, urls, lambda f, n: probe(f, n, max_duration_sec, max_pixels), "video load", errors, fetch, storage_options)
 
 
 # --------------------------------------------------------------------------- properties
