@@ -73,3 +73,26 @@ def test_corrupt_shard_and_bad_members_do_not_fail_the_read(spark, shard_dir):
     assert odd["c"].cls is None and odd["c"]["__error__"].startswith("bad_member: c.cls")
     assert sum(1 for r in rows if r["__url__"].endswith("shard-0002.tar")) == 4  # the good shard is whole
     assert list(read_shard(str(shard_dir / "missing.tar"), ["jpg"]))[0][-1].startswith("not_found")
+
+
+def test_shards_on_object_storage_stream_from_the_store(spark, s3, shard_dir):
+    c = s3.client()
+    for p in sorted(shard_dir.glob("shard-*.tar")) + [shard_dir / "broken.tar"]:
+        c.put_object(Bucket="media", Key=f"wds/{p.name}", Body=p.read_bytes(), ACL="public-read")
+    options = {"endpoint_url": s3.endpoint, "anonymous": True}  # a public dataset: no secret in the plan
+    df = sparkmm.read.webdataset(spark, "s3://media/wds/shard-*.tar", extensions=["jpg", "png", "json", "cls"],
+                                 storage_options=options)
+    assert df.rdd.getNumPartitions() == 3
+    remote = {r["__key__"]: r for r in df.collect()}
+    local = {r["__key__"]: r for r in sparkmm.read.webdataset(spark, str(shard_dir / "shard-*.tar"),
+                                                              extensions=["jpg", "png", "json", "cls"]).collect()}
+    assert set(remote) == set(local) and len(remote) == 12
+    for k, r in remote.items():
+        assert (r.jpg, r.png, r.json, r.cls) == (local[k].jpg, local[k].png, local[k].json, local[k].cls)
+        assert r["__url__"].startswith("s3://media/wds/shard-")
+    rows = sparkmm.read.webdataset(spark, "s3://media/wds/broken.tar,s3://media/wds/missing.tar",
+                                   extensions=["jpg", "json"], storage_options=options).collect()
+    assert rows[-1]["__error__"].startswith("not_found: s3://media/wds/missing.tar")
+    assert any(r["__error__"] and r["__error__"].startswith("corrupt_shard") for r in rows)
+    with pytest.raises(ValueError, match="would show in query plans"):
+        sparkmm.read.webdataset(spark, "s3://media/wds/*.tar", storage_options={"aws_secret_access_key": "x"})

@@ -11,7 +11,11 @@ decoded is null with the reason in ``__error__``; a corrupt or truncated shard k
 before the damage and adds one row whose ``__error__`` says what broke.
 
 Options: ``extensions`` (comma list; default: those found in the first shard's first 100 samples),
-``maxMemberBytes``.
+``maxMemberBytes``, and for shards on object storage (``s3://``, ``s3a://``, ``oss://``, ``tos://``; globs
+listed like ``sparkmm.read.files``, each shard streamed, never downloaded whole) the non-secret storage
+options ``endpoint_url``, ``region_name``, ``profile``, ``role_arn``, ``anonymous``. Source options show in
+query plans, so keys and tokens are refused here: credentials come from the environment, the instance role
+or ``role_arn``.
 
 Example:
     >>> df = sparkmm.read.webdataset(spark, "shards/*.tar")          # doctest: +SKIP
@@ -29,6 +33,7 @@ from typing import Any, Iterator
 from pyspark.sql.datasource import DataSource, DataSourceReader, InputPartition
 
 DEFAULT_MAX_MEMBER = 64 << 20
+STORE_OPTIONS = ("endpoint_url", "region_name", "profile", "role_arn", "anonymous")
 TEXT = {"json": "STRING", "txt": "STRING", "text": "STRING", "cls": "BIGINT", "cls2": "BIGINT", "id": "STRING"}
 
 
@@ -49,10 +54,32 @@ def column_name(ext: str) -> str:
     return ext.lower().replace(".", "_").replace("-", "_")
 
 
-def shards(pattern: str) -> list[str]:
-    """Shard files for a path, a glob, or a comma-separated list of either."""
+def store_options(options: dict[str, str]) -> dict[str, str]:
+    """The object-storage options of a read; secrets are refused (they would show in plans)."""
+    from sparkmm.ops.storage import SECRET_KEYS
+
+    secret = [k for k in options if any(w in k.lower() for w in SECRET_KEYS) or k.lower().endswith("key_id")]
+    if secret:
+        raise ValueError(f"webdataset: {secret} would show in query plans; give credentials through the "
+                         "environment, an instance role or role_arn")
+    return {k: options[k] for k in STORE_OPTIONS if options.get(k) not in (None, "")}
+
+
+def _remote(path: str) -> bool:
+    return path.split("://", 1)[0].lower() in ("s3", "s3a", "oss", "tos") if "://" in path else False
+
+
+def shards(pattern: str, options: dict[str, str] | None = None) -> list[str]:
+    """Shard files for a path, a glob, or a comma-separated list of either (local or object storage)."""
+    from sparkmm.io.files import _list_object_store
+
     out: list[str] = []
     for part in (p.strip() for p in pattern.split(",")):
+        if _remote(part):
+            listed = sorted(r[0] for r in _list_object_store(part, False, options or {}))
+            # a named shard that is not there is kept: reading it reports not_found
+            out.extend(listed or ([] if any(c in part for c in "*?[{") else [part]))
+            continue
         part = part.removeprefix("file:")
         matched = sorted(glob.glob(part, recursive=True)) if any(c in part for c in "*?[") else [part]
         out.extend(m for m in matched if not os.path.isdir(m))
@@ -61,12 +88,23 @@ def shards(pattern: str) -> list[str]:
     return out
 
 
-def scan_extensions(path: str, samples: int = 100) -> list[str]:
+def _open_shard(path: str, options: dict[str, str] | None) -> Any:
+    """A readable stream of the shard: the local file, or the object's body streamed from the store."""
+    if not _remote(path):
+        return open(path, "rb")
+    from sparkmm.ops import s3
+    from sparkmm.ops.storage import StorageOptions
+
+    bucket, key = s3.split_url(path)
+    return s3.client(StorageOptions.of(options or {})).get_object(Bucket=bucket, Key=key)["Body"]
+
+
+def scan_extensions(path: str, samples: int = 100, options: dict[str, str] | None = None) -> list[str]:
     """Member extensions of the first ``samples`` samples of a shard, in first-seen order."""
     seen: dict[str, None] = {}
     keys: set[str] = set()
     try:
-        with tarfile.open(path, "r|*") as tar:
+        with _open_shard(path, options) as stream, tarfile.open(fileobj=stream, mode="r|*") as tar:
             for member in tar:
                 if not member.isfile():
                     continue
@@ -76,8 +114,8 @@ def scan_extensions(path: str, samples: int = 100) -> list[str]:
                 keys.add(key)
                 if ext and not key.split("/")[-1].startswith("__"):
                     seen.setdefault(ext, None)
-    except (tarfile.TarError, OSError, EOFError):
-        pass  # a damaged first shard still yields what was readable
+    except Exception:  # a damaged or unreadable first shard still yields what was readable
+        pass
     return list(seen)
 
 
@@ -97,7 +135,8 @@ class WebDatasetSource(DataSource):
     def _extensions(self) -> list[str]:
         if self.options.get("extensions"):
             return [e.strip().lower().lstrip(".") for e in self.options["extensions"].split(",") if e.strip()]
-        return scan_extensions(shards(self.options["path"])[0])
+        options = store_options(dict(self.options))
+        return scan_extensions(shards(self.options["path"], options)[0], options=options)
 
     def schema(self) -> str:
         cols = [f"`{column_name(e)}` {TEXT.get(e, 'BINARY')}" for e in self._extensions()]
@@ -112,12 +151,13 @@ class WebDatasetReader(DataSourceReader):
         self.pattern = options["path"]
         self.extensions = extensions
         self.max_member = int(options.get("maxMemberBytes", DEFAULT_MAX_MEMBER))
+        self.store = store_options(dict(options))
 
     def partitions(self) -> list[InputPartition]:
-        return [_Shard(p) for p in shards(self.pattern)]
+        return [_Shard(p) for p in shards(self.pattern, self.store)]
 
     def read(self, partition: InputPartition) -> Iterator[tuple]:
-        yield from read_shard(partition.path, self.extensions, self.max_member)
+        yield from read_shard(partition.path, self.extensions, self.max_member, self.store)
 
 
 def _decode(ext: str, raw: bytes) -> Any:
@@ -133,7 +173,8 @@ def _decode(ext: str, raw: bytes) -> Any:
     return text
 
 
-def read_shard(path: str, extensions: list[str], max_member: int = DEFAULT_MAX_MEMBER) -> Iterator[tuple]:
+def read_shard(path: str, extensions: list[str], max_member: int = DEFAULT_MAX_MEMBER,
+               options: dict[str, str] | None = None) -> Iterator[tuple]:
     """Rows ``(__key__, __url__, *columns, __error__)`` of one shard, samples in file order.
 
     Example:
@@ -148,11 +189,15 @@ def read_shard(path: str, extensions: list[str], max_member: int = DEFAULT_MAX_M
     def row() -> tuple:
         return (key, path, *values, "; ".join(errors) or None)
 
-    if not os.path.exists(path):
-        yield (None, path, *[None] * len(extensions), f"not_found: {path}")
+    try:
+        stream = _open_shard(path, options)
+    except Exception as e:  # missing file or object, no access: a reason, not a failed read
+        text = f"{type(e).__name__}: {e}"
+        kind = "not_found" if isinstance(e, FileNotFoundError) or "NoSuchKey" in text or "404" in text else "unreadable"
+        yield (None, path, *[None] * len(extensions), f"{kind}: {path}" + ("" if kind == "not_found" else f": {text}"))
         return
     try:
-        with tarfile.open(path, "r|*") as tar:
+        with stream, tarfile.open(fileobj=stream, mode="r|*") as tar:
             for member in tar:
                 if not member.isfile():
                     continue
@@ -171,7 +216,7 @@ def read_shard(path: str, extensions: list[str], max_member: int = DEFAULT_MAX_M
                     values[index[ext]] = _decode(ext, raw)
                 except (ValueError, UnicodeDecodeError) as e:
                     errors.append(f"bad_member: {member.name}: {type(e).__name__}: {e}")
-    except (tarfile.TarError, OSError, EOFError) as e:
+    except Exception as e:  # tar damage, a dropped connection: keep what was read, say what broke
         if key is not None:
             errors.append("incomplete: the shard broke while this sample was read")
             yield row()

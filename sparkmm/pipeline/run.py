@@ -29,12 +29,14 @@ def source(spark: SparkSession, p: Pipeline) -> DataFrame:
 
     s = p.source
     if "files" in s:
-        return sparkmm.read.files(spark, s["files"], recursive=bool(s.get("recursive", False)))
+        return sparkmm.read.files(spark, s["files"], recursive=bool(s.get("recursive", False)),
+                                  storage_options=s.get("storage_options"))
     if "table" in s:
         return spark.table(s["table"])
     if "delta" in s:
         return sparkmm.delta.read(spark, s["delta"], s.get("version"))
-    return sparkmm.read.webdataset(spark, s["webdataset"], s.get("extensions"), s.get("max_member_bytes"))
+    return sparkmm.read.webdataset(spark, s["webdataset"], s.get("extensions"), s.get("max_member_bytes"),
+                                   s.get("storage_options"))
 
 
 def _args(step: Step) -> dict[str, Any]:

@@ -7,6 +7,7 @@ A pipeline has a ``source``, a list of ``steps`` and an optional ``sink``::
     vars: {input: "photos/*.jpg"}       # ${input} anywhere below; --set vars.input=...
                                         # built in: ${sample_photos}, ${sample_videos}, ${librivox}
     source: {files: "${input}"}         # or table: NAME | delta: PATH | webdataset: GLOB
+                                        # (+ storage_options: {...} for object storage)
     steps:
       - {op: image.load, input: path, output: img}                 # a Column operator
       - {op: image.width, input: img, output: width}               # a property
