@@ -91,3 +91,17 @@ def test_spark_accessors_sql_and_by_reference(spark, clips, tmp_path):
                     "FROM sounds").collect()
     assert sorted(tuple(r) for r in sql) == sorted(tuple(r) for r in rows)
     assert {r.reason for r in df.mm.error_summary("a").collect()} == {by_name["broken.wav"].e.split(":")[0]}
+
+
+def test_decode_and_load_with_target_sample_rate(clips, tmp_path):
+    path = tmp_path / "tone.flac"
+    path.write_bytes(clips["flac"])
+    for value in (A.decode(pa.array([clips["flac"]]), target_sample_rate=16000),
+                  A.load(pa.array([str(path)]), target_sample_rate=16000, storage_options={"allow_local_files": True})):
+        m = _meta(value)
+        assert m["sample_rate"] == 16000 and A.steps(m) == [["resample", 16000]]
+        pcm = np.array(A.samples(value)[0].as_py(), np.float32)
+        assert abs(pcm.size / 2 - 1.5 * 16000) <= 0.01 * 16000  # stereo interleaved, 1.5 s at 16 kHz
+    assert _meta(A.decode(pa.array([b"junk"]), target_sample_rate=16000))["sample_rate"] is None
+    with pytest.raises(ValueError, match="at least 1000 Hz"):
+        A.decode(pa.array([clips["flac"]]), target_sample_rate=10)

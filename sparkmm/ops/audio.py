@@ -85,30 +85,50 @@ def probe(fp: Any, size: int, max_duration_sec: float | None = DEFAULT_MAX_DURAT
 
 
 DECODE_PARAMS = (Param("max_duration_sec", (("max_duration_sec", "DOUBLE"),), DEFAULT_MAX_DURATION,
-                       doc="longer audio is refused (too_long)"),)
+                       doc="longer audio is refused (too_long)"),
+                 Param("target_sample_rate", (("target_sample_rate", "INT"),), None,
+                       doc="resample to this rate when samples are decoded; null keeps the source's"))
+
+
+def _check_rate(rate: int | None) -> int | None:
+    if rate is not None and int(rate) < 1000:
+        raise ValueError(f"target_sample_rate must be at least 1000 Hz, got {rate}")
+    return None if rate is None else int(rate)
+
+
+def _at_rate(metas: list[Meta | None], rate: int | None) -> list[Meta | None]:
+    """Add a pending resample step to every good row (nothing when ``rate`` is None)."""
+    if rate is None:
+        return metas
+    return _V.append(metas, lambda m: (["resample", rate], {"sample_rate": rate}))
 
 
 @operator("audio", wiring="decode", input_type="BINARY", output_type=AUDIO_DDL, params=DECODE_PARAMS + (ERRORS,))
-def decode(data: pa.Array, max_duration_sec: float | None = DEFAULT_MAX_DURATION, errors: str = "ignore") -> pa.Array:
+def decode(data: pa.Array, max_duration_sec: float | None = DEFAULT_MAX_DURATION, target_sample_rate: int | None = None,
+           errors: str = "ignore") -> pa.Array:
     """Decode encoded audio bytes into an audio value (probes the container only).
 
     Example:
         >>> decode(pa.array([b"not audio"])).field("meta").field("error")[0].as_py()
         'not_audio: cannot read the data as an audio container'
+        >>> decode(pa.array([_tone(44100, 1, 0.1)]), target_sample_rate=16000).field("meta").field("sample_rate")[0].as_py()
+        16000
     """
     check_errors_mode(errors)
+    rate = _check_rate(target_sample_rate)
     data = data.combine_chunks() if isinstance(data, pa.ChunkedArray) else data
     metas = [None if b is None else probe(io.BytesIO(b), len(b), max_duration_sec) for b in data.to_pylist()]
     if errors == "raise":
         raise_bad(metas, None, "audio decode")
-    return _V.build(data, metas)
+    return _V.build(data, _at_rate(metas, rate))
 
 
 @operator("audio", wiring="udf", input_type="STRING", output_type=AUDIO_DDL, storage_options=True,
           params=_url.FETCH_PARAMS + DECODE_PARAMS + (ERRORS,))
 def load(urls: pa.Array, max_connections: int = 16, timeout: float = 30.0, retries: int = 3,
          max_bytes: int | None = None, max_duration_sec: float | None = DEFAULT_MAX_DURATION,
-         errors: str = "ignore", storage_options: dict | None = None) -> pa.Array:
+         target_sample_rate: int | None = None, errors: str = "ignore",
+         storage_options: dict | None = None) -> pa.Array:
     """Download and decode audio in one step; local files are kept by reference.
 
     Example:
@@ -117,8 +137,11 @@ def load(urls: pa.Array, max_connections: int = 16, timeout: float = 30.0, retri
         'not_found: /no/such.wav'
     """
     check_errors_mode(errors)
+    rate = _check_rate(target_sample_rate)
     fetch = {"max_connections": max_connections, "timeout": timeout, "retries": retries, "max_bytes": max_bytes}
-    return load_values(_V, urls, lambda f, n: probe(f, n, max_duration_sec), "audio load", errors, fetch, storage_options)
+    values = load_values(_V, urls, lambda f, n: probe(f, n, max_duration_sec), "audio load", errors, fetch,
+                         storage_options)
+    return values if rate is None else _V.like_input(values, _at_rate(_V.metas(values), rate))
 
 
 def _property(name: str, ddl: str, doc: str):
@@ -143,10 +166,9 @@ def resample(values: pa.Array, target_sample_rate: int) -> pa.Array:
         >>> resample(decode(pa.array([_tone(8000, 1, 0.1)])), 16000).field("meta").field("sample_rate")[0].as_py()
         16000
     """
-    if target_sample_rate is None or int(target_sample_rate) < 1000:
-        raise ValueError(f"target_sample_rate must be at least 1000 Hz, got {target_sample_rate}")
-    rate = int(target_sample_rate)
-    return _V.like_input(values, _V.append(_V.metas(values), lambda m: (["resample", rate], {"sample_rate": rate})))
+    if target_sample_rate is None:
+        raise ValueError("target_sample_rate must be at least 1000 Hz, got None")
+    return _V.like_input(values, _at_rate(_V.metas(values), _check_rate(target_sample_rate)))
 
 
 @operator("audio", wiring="meta", input_type=META_DDL, output_type=AUDIO_DDL)
