@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 
 from sparkmm.pipeline.progress import Progress
 from sparkmm.pipeline.spec import Pipeline, PipelineError, Step
+from sparkmm.spark.mixin import error_columns, error_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -98,7 +99,7 @@ def build(spark: SparkSession, p: Pipeline, observe: bool = False) -> DataFrame 
         before = set(df.columns)
         df = apply_step(df, step, base)
         if observe:
-            for column in _error_columns(df):
+            for column in error_columns(df, ("error", "__error__")):
                 if column not in before or step.spec.get("output") == column:
                     df, tap = _observe(df, column, len(taps))
                     taps.append((column, str(step.value if step.kind in ("op", "infer") else step.kind), tap))
@@ -108,24 +109,13 @@ def build(spark: SparkSession, p: Pipeline, observe: bool = False) -> DataFrame 
 def _observe(df: DataFrame, column: str, n: int) -> tuple[DataFrame, Any]:
     from pyspark.sql import Observation
 
-    from sparkmm.spark.mixin import _has_error, _is_media
-
-    dtype = df.schema[column].dataType
-    err = (F.col(column).getField("meta").getField("error") if _is_media(dtype)
-           else F.col(column).getField("error") if _has_error(dtype) else F.col(column))
+    err = error_of(df, column)
     tap = Observation(f"sparkmm_failures_{n}")
     # categories of failed rows (short words) to count by reason; one full reason as an example
     df = df.observe(tap, F.count_if(err.isNotNull()).alias("failed"),
                     F.collect_list(F.split(err, ":").getItem(0)).alias("reasons"),
                     F.min(err).alias("example"))
     return df, tap
-
-
-def _error_columns(df: DataFrame) -> list[str]:
-    from sparkmm.spark.mixin import _has_error, _is_media
-
-    return [f.name for f in df.schema.fields if _is_media(f.dataType) or _has_error(f.dataType)
-            or (f.name in ("error", "__error__") and f.dataType.simpleString() == "string")]
 
 
 def run(spark: SparkSession, p: Pipeline, progress: bool = True) -> dict[str, Any]:

@@ -72,20 +72,10 @@ class MMAccessor:
         such column of the frame.
         """
         if not columns:
-            columns = tuple(f.name for f in self._df.schema.fields
-                            if _is_media(f.dataType) or _has_error(f.dataType))
+            columns = tuple(error_columns(self._df))
         if not columns:
             raise ValueError("no image, audio or model-output columns found; name the columns to summarise")
-        parts = []
-        for c in columns:
-            dtype = self._df.schema[c].dataType
-            if _is_media(dtype):
-                err = F.col(c).getField("meta").getField("error")
-            elif _has_error(dtype):
-                err = F.col(c).getField("error")
-            else:
-                err = F.col(c)
-            parts.append(self._df.select(F.lit(c).alias("column"), err.alias("error")))
+        parts = [self._df.select(F.lit(c).alias("column"), error_of(self._df, c).alias("error")) for c in columns]
         rows = parts[0]
         for p in parts[1:]:
             rows = rows.unionByName(p)
@@ -114,6 +104,26 @@ class MMAccessor:
         from sparkmm.spark.frames import summarize_frames
 
         return summarize_frames(self._df, by, scores, labels, conditions, **kwargs)
+
+
+def error_columns(df: DataFrame, strings: tuple[str, ...] = ()) -> list[str]:
+    """Columns that carry a failure reason: media values, model outputs with an ``error`` field, and the
+    string columns named in ``strings``."""
+    from pyspark.sql.types import StringType
+
+    return [f.name for f in df.schema.fields if _is_media(f.dataType) or _has_error(f.dataType)
+            or (f.name in strings and isinstance(f.dataType, StringType))]
+
+
+def error_of(df: DataFrame, column: str) -> Column:
+    """The reason of a column's bad rows: ``meta.error`` of media values, ``error`` of model outputs, or
+    the column itself (a string of reasons)."""
+    dtype = df.schema[column].dataType
+    if _is_media(dtype):
+        return F.col(column).getField("meta").getField("error")
+    if _has_error(dtype):
+        return F.col(column).getField("error")
+    return F.col(column)
 
 
 def _is_media(dtype) -> bool:
