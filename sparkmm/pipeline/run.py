@@ -88,13 +88,20 @@ def apply_step(df: DataFrame, step: Step, base: Path) -> DataFrame:
 def build(spark: SparkSession, p: Pipeline, observe: bool = False) -> DataFrame | tuple[DataFrame, list]:
     """The pipeline's DataFrame (lazy: nothing runs until it is written or collected).
 
-    With ``observe``, also the failure observations: every column a step adds that carries an error
-    (media values, model outputs with ``error``, ``error`` strings) is observed right after that step,
-    during the same job, so rows a later filter drops are still counted.
+    With ``observe``, also the observations ``(column, operator, Observation)``: first the rows leaving
+    the source, then every column a step adds that carries an error (media values, model outputs with
+    ``error``, ``error`` strings), observed right after that step during the same job, so rows a later
+    filter drops are still counted and the source is read once.
     """
     df = source(spark, p)
     base = Path(p.path).resolve().parent
     taps: list[tuple[str, str, Any]] = []
+    if observe:  # rows in, counted as they leave the source, in the same job as the write
+        from pyspark.sql import Observation
+
+        tap = Observation("sparkmm_rows_in")
+        df = df.observe(tap, F.count(F.lit(1)).alias("rows"))
+        taps.append(("", "source", tap))
     for step in p.steps:
         before = set(df.columns)
         df = apply_step(df, step, base)
@@ -124,9 +131,8 @@ def run(spark: SparkSession, p: Pipeline, progress: bool = True) -> dict[str, An
 
     start = time.time()
     with Progress(spark, enabled=progress, label=p.name) as bar:
-        bar.phase("counting input")
-        rows_in = source(spark, p).count()
         df, taps = build(spark, p, observe=True)
+        (_, _, rows_tap), taps = taps[0], taps[1:]
         sink = p.sink
         output: dict[str, Any] | None = None
         if sink is None:
@@ -145,6 +151,9 @@ def run(spark: SparkSession, p: Pipeline, progress: bool = True) -> dict[str, An
             df.write.mode(target.get("mode", "append")).saveAsTable(target["name"])
             rows_out = spark.table(target["name"]).count()
             output = {"kind": "table", "name": target["name"]}
+        rows_in = (_metrics(rows_tap) or {}).get("rows")
+        if rows_in is None:  # the write never ran the source (an empty plan): count it
+            rows_in = source(spark, p).count()
         failures = []
         for column, operator, tap in taps:
             metrics = _metrics(tap) if rows_in else None
