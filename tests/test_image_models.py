@@ -246,3 +246,13 @@ def test_gpu_path_plumbing_with_a_stand_in_decoder(photos, monkeypatch):
         # the device path resizes with torch (antialiased, ~PIL); JPEGs: the CPU path also decodes with DCT
         # scaling (draft), the device path at full size
         assert _cos(a, b) >= (0.99 if name in ("rocket", "china") else 0.998), name
+
+
+@pytest.mark.parametrize("kind", ["vit", "dinov2", "clip"])
+def test_preprocessing_without_weights_equals_the_loaded_models(tmp_path, kind):
+    path = _save_hf(kind, tmp_path / kind)
+    assert vision.preprocessing_of(path) == vision.load_vision(path, CPU).preprocessing
+    head = torch.nn.Sequential(torch.nn.Linear(64, 1))
+    aesthetic = vision.save_aesthetic_model(tmp_path / "a", path, head)
+    assert vision.preprocessing_of(str(aesthetic)) == vision.preprocessing_of(path)
+    assert vision.preprocessing_of("efficientnet-lite0") == vision.load_vision("efficientnet-lite0", CPU).preprocessing

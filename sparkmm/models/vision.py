@@ -387,6 +387,30 @@ def load_vision(name: str, where: Placement, dtype: str = "auto", head: str = "e
     return load_once(("vision", name, head, dtype, where.device, where.index, where.threads), load)
 
 
+def preprocessing_of(name: str) -> Preprocessing:
+    """A model's input preprocessing, read from its name or directory without loading any weights
+    (for CPU stages that prepare inputs for a model running elsewhere).
+
+    Example:
+        >>> preprocessing_of("efficientnet-lite0").size
+        (224, 224)
+    """
+    if name in ("efficientnet-lite0", "efficientnet_lite0"):
+        return EfficientNetLite0.preprocessing
+    if name in ("opennsfw", "open-nsfw"):
+        return OpenNSFW.preprocessing
+    path = Path(name).expanduser()
+    if (path / "aesthetic.json").is_file():
+        base = json.loads((path / "aesthetic.json").read_text())["embedding_model"]
+        return preprocessing_of(str(path / base) if (path / base).exists() else base)
+    if (path / "config.json").is_file():
+        import transformers
+
+        return hf_preprocessing(path, transformers.AutoConfig.from_pretrained(path))
+    raise SparkmmError(f"model {name!r} not found: not 'efficientnet-lite0', 'opennsfw', a Hugging Face "
+                       "model directory (config.json) or an aesthetic model directory (aesthetic.json)")
+
+
 def run_batched(items: Sequence[Any], prepare: Callable[[Any], Any], forward: Callable[[Any], Any],
                 batch_size: int, collate: Callable[[list[Any]], Any] = np.stack,
                 ) -> Iterator[tuple[list[int], Any, dict[int, Exception]]]:

@@ -25,7 +25,9 @@ class PreProcess:
 
     def __init__(self, args):
         self.args = args
-        self.prep = _model(args).preprocessing
+        if "model" not in args:
+            raise ValueError("aesthetic_score needs args['model']: an aesthetic model directory")
+        self.prep = vision.preprocessing_of(args["model"])  # from its config: this CPU stage loads no weights
 
     def __call__(self, frame: pd.DataFrame) -> pd.DataFrame:
         paths = frame[self.args.get("path_column", "path")].tolist()

@@ -22,7 +22,8 @@ class PreProcess:
 
     def __init__(self, args):
         self.args = args
-        self.prep = _model(args).preprocessing  # the model's own preprocessing (loaded once per worker)
+        # the model's own preprocessing, read from its config: this CPU stage loads no weights
+        self.prep = vision.preprocessing_of(args.get("model", "efficientnet-lite0"))
 
     def __call__(self, frame: pd.DataFrame) -> pd.DataFrame:
         paths = frame[self.args.get("path_column", "path")].tolist()
