@@ -1,4 +1,5 @@
 """Model loading and batched predictors, one instance per Python worker (see ``cache``).
 
-No Spark import: the Spark layer passes the task's resources through ``TaskContext``.
+Spark is optional here: the task's GPUs and cores are read from pyspark's ``TaskContext`` when it is
+importable and a task is running, so models also load and run without Spark.
 """

@@ -138,7 +138,8 @@ def model_stage(df: DataFrame, operator: str, column: str, output: str, gpus: fl
     as a stage of its own under a GPU resource profile (``gpus`` per task; 0 = a CPU stage).
 
     The same kernel as the Column accessor runs on each Arrow batch; only the scheduling differs:
-    the rest of the plan keeps the default profile and never holds a GPU.
+    the rest of the plan keeps the default profile and never holds a GPU. A mapInArrow stage takes
+    whole rows, so every column travels through it: select what later steps need before the stage.
     """
     from pyspark.sql.types import StructField, StructType
 
